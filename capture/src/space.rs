@@ -1,0 +1,252 @@
+//! Address spaces, the probe rules every backend shares, and capture limits.
+//!
+//! An [`AddressSpace`] is the only thing in usercap that touches user memory.
+//! Backends implement it: `SimSpace` (simulated, in this crate), `HostSpace`
+//! (this process's real memory with a fault-guarded copy, in `usercap-host`)
+//! and `KmdfSpace` (the framework's probe-and-lock, in the driver).
+//!
+//! In [`Mode::User`] every backend applies the same rules, in this order, and
+//! [`check_user_range`] implements rules 2 to 4 so that no backend can spell
+//! them differently:
+//!
+//! 1. A zero-length access never reaches a backend: the capture API returns an
+//!    empty result without touching memory. (`ProbeForRead` with length 0
+//!    checks nothing and returns, and a driver that then dereferences the
+//!    pointer anyway is the classic zero-length probe bypass. Here there is
+//!    nothing to dereference.)
+//! 2. An address below 64 KiB, null included, is `AccessViolation`: Windows
+//!    never maps the first 64 KiB.
+//! 3. `addr % align != 0` is `Misaligned`, as `ProbeForRead` raises
+//!    `STATUS_DATATYPE_MISALIGNMENT`.
+//! 4. An `addr + len` that wraps, or that ends above the probe limit
+//!    (`MmUserProbeAddress`, 0x7FFF_FFFF_0000 on x64), is `AccessViolation`.
+//!    This is what keeps a user from pointing the kernel at kernel memory.
+//! 5. A speculation barrier, so that a mispredicted range check cannot feed a
+//!    speculative load from a kernel address (Spectre v1). It is the backend's
+//!    job because it needs `unsafe` (`_mm_lfence`), and this crate has none.
+//! 6. The copy itself, under a fault guard: a fault is `AccessViolation`,
+//!    never a crash.
+//!
+//! In [`Mode::Kernel`] a backend copies without probing, as Windows does for
+//! requests whose `RequestorMode` is `KernelMode`: a kernel caller's pointers
+//! are kernel pointers, and the kernel caller is trusted.
+
+use core::cell::Cell;
+
+use crate::CaptureError;
+
+/// The lowest address a user buffer may start at: the first 64 KiB of the
+/// address space are never mapped on Windows.
+pub const LOWEST_USER_ADDRESS: usize = 0x1_0000;
+
+/// `MmUserProbeAddress` on x64 since Windows 8.1: a user range must end at or
+/// below it. The 64 KiB just below it are a no-access guard region.
+pub const DEFAULT_PROBE_LIMIT: usize = 0x7FFF_FFFF_0000;
+
+/// The processor mode the request came from (`KPROCESSOR_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// A user-mode caller: every address is probed.
+    User,
+    /// A kernel-mode caller: addresses are trusted and copied without probing.
+    Kernel,
+}
+
+/// Capture limits: the byte cap of one capture and the budget of one request.
+///
+/// They bound the pool one request can make the driver allocate, so a hostile
+/// length is a clean [`CaptureError::TooLarge`] rather than pool exhaustion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// The most bytes one capture may copy into the kernel.
+    pub max_capture: usize,
+    /// The most bytes all captures of one request may copy together.
+    pub max_request: usize,
+}
+
+impl Limits {
+    /// 1 MiB per capture, 4 MiB per request.
+    pub const DEFAULT: Limits = Limits {
+        max_capture: 1 << 20,
+        max_request: 4 << 20,
+    };
+
+    /// `TooLarge` if one capture of `bytes` is above the per-capture cap.
+    ///
+    /// # Errors
+    /// [`CaptureError::TooLarge`] when `bytes > max_capture`.
+    pub const fn check_capture(&self, bytes: usize) -> Result<(), CaptureError> {
+        if bytes > self.max_capture {
+            Err(CaptureError::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The address space a request came from.
+///
+/// Implemented by backends. Callers never use `read`/`write` directly: they go
+/// through [`UserPtr`](crate::UserPtr), [`UserSlice`](crate::UserSlice) and
+/// [`UserWriter`](crate::UserWriter), which handle zero lengths, limits and
+/// allocation, and hand out only kernel copies.
+pub trait AddressSpace {
+    /// The requestor mode: user addresses are probed, kernel ones are not.
+    fn mode(&self) -> Mode;
+
+    /// Copies exactly `dst.len()` bytes from `src` into `dst`, or fails.
+    ///
+    /// In user mode the backend applies the probe rules of the
+    /// [module docs](self) in order. `dst` is never empty when called from
+    /// this crate; a backend must treat an empty `dst` as success without
+    /// touching memory. On failure the content of `dst` is unspecified and the
+    /// caller discards it.
+    ///
+    /// # Errors
+    /// `AccessViolation` for a range outside user memory or a fault,
+    /// `Misaligned` for `src % align != 0`.
+    fn read(&self, src: usize, dst: &mut [u8], align: usize) -> Result<(), CaptureError>;
+
+    /// Copies all of `src` to `dst`, or fails; user memory may then be
+    /// partly written, as with `copy_to_user`.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    fn write(&self, dst: usize, src: &[u8], align: usize) -> Result<(), CaptureError>;
+
+    /// The limits captures from this space obey.
+    fn limits(&self) -> Limits {
+        Limits::DEFAULT
+    }
+
+    /// Charges `bytes` against the current request's budget before they are
+    /// allocated. The default has no request budget; [`Budgeted`] adds one.
+    ///
+    /// # Errors
+    /// [`CaptureError::TooLarge`] when the request's budget would be exceeded.
+    fn charge(&self, bytes: usize) -> Result<(), CaptureError> {
+        let _ = bytes;
+        Ok(())
+    }
+}
+
+impl<S: AddressSpace + ?Sized> AddressSpace for &S {
+    fn mode(&self) -> Mode {
+        (**self).mode()
+    }
+    fn read(&self, src: usize, dst: &mut [u8], align: usize) -> Result<(), CaptureError> {
+        (**self).read(src, dst, align)
+    }
+    fn write(&self, dst: usize, src: &[u8], align: usize) -> Result<(), CaptureError> {
+        (**self).write(dst, src, align)
+    }
+    fn limits(&self) -> Limits {
+        (**self).limits()
+    }
+    fn charge(&self, bytes: usize) -> Result<(), CaptureError> {
+        (**self).charge(bytes)
+    }
+}
+
+/// Probe rules 2 to 4 for a user-mode access of `len > 0` bytes at `addr`.
+///
+/// Every backend calls this before touching memory, then issues its
+/// speculation barrier (rule 5), then copies under its fault guard (rule 6).
+/// A zero `len` passes without any check, because zero-length accesses never
+/// touch memory (rule 1) and so need no probe.
+///
+/// `align` must be a power of two; anything else is `Invalid`, a bug in the
+/// caller rather than the user's fault.
+///
+/// # Errors
+/// `AccessViolation` (rules 2 and 4), `Misaligned` (rule 3), `Invalid` for a
+/// bad `align`.
+pub const fn check_user_range(
+    addr: usize,
+    len: usize,
+    align: usize,
+    probe_limit: usize,
+) -> Result<(), CaptureError> {
+    if len == 0 {
+        return Ok(());
+    }
+    if addr < LOWEST_USER_ADDRESS {
+        return Err(CaptureError::AccessViolation);
+    }
+    if !align.is_power_of_two() {
+        return Err(CaptureError::Invalid);
+    }
+    if addr & (align - 1) != 0 {
+        return Err(CaptureError::Misaligned);
+    }
+    match addr.checked_add(len) {
+        Some(end) if end <= probe_limit => Ok(()),
+        _ => Err(CaptureError::AccessViolation),
+    }
+}
+
+/// An address space with a per-request byte budget.
+///
+/// A device wraps the space it is handed in a `Budgeted` at the start of each
+/// request, so the sum of every allocation that request's captures make is
+/// bounded by [`Limits::max_request`], however many embedded pointers the
+/// user packs into one request.
+#[derive(Debug)]
+pub struct Budgeted<'s, S: AddressSpace + ?Sized> {
+    space: &'s S,
+    limits: Limits,
+    used: Cell<usize>,
+}
+
+impl<'s, S: AddressSpace + ?Sized> Budgeted<'s, S> {
+    /// Starts a request over `space` with that space's limits and nothing spent.
+    pub fn new(space: &'s S) -> Self {
+        Self::with_limits(space, space.limits())
+    }
+
+    /// Starts a request with explicit limits.
+    pub fn with_limits(space: &'s S, limits: Limits) -> Self {
+        Self {
+            space,
+            limits,
+            used: Cell::new(0),
+        }
+    }
+
+    /// Bytes charged so far in this request.
+    pub fn used(&self) -> usize {
+        self.used.get()
+    }
+}
+
+impl<S: AddressSpace + ?Sized> AddressSpace for Budgeted<'_, S> {
+    fn mode(&self) -> Mode {
+        self.space.mode()
+    }
+    fn read(&self, src: usize, dst: &mut [u8], align: usize) -> Result<(), CaptureError> {
+        self.space.read(src, dst, align)
+    }
+    fn write(&self, dst: usize, src: &[u8], align: usize) -> Result<(), CaptureError> {
+        self.space.write(dst, src, align)
+    }
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+    fn charge(&self, bytes: usize) -> Result<(), CaptureError> {
+        self.limits.check_capture(bytes)?;
+        let total = match self.used.get().checked_add(bytes) {
+            Some(total) if total <= self.limits.max_request => total,
+            _ => return Err(CaptureError::TooLarge),
+        };
+        // An outer budget (a space that is itself budgeted) must agree too.
+        self.space.charge(bytes)?;
+        self.used.set(total);
+        Ok(())
+    }
+}

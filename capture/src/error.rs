@@ -208,3 +208,9 @@ pub mod errno {
     /// Value too large for defined data type.
     pub const EOVERFLOW: i32 = 75;
 }
+
+impl From<CaptureError> for NtStatus {
+    fn from(error: CaptureError) -> Self {
+        error.to_ntstatus()
+    }
+}

@@ -128,6 +128,19 @@ pub(crate) fn user_range_is_zeroed<S: AddressSpace + ?Sized>(
 }
 
 impl UserSlice<u8> {
+    /// Narrows a user byte range to the `T` at its start, for a
+    /// METHOD_NEITHER input that holds one fixed-size struct. Only
+    /// `size_of::<T>()` bytes will be fetched, however long the range.
+    ///
+    /// # Errors
+    /// `Invalid` if the range is shorter than a `T` (a short input).
+    pub fn into_ptr<T>(self) -> Result<crate::UserPtr<T>, CaptureError> {
+        if self.len < size_of::<T>() {
+            return Err(CaptureError::Invalid);
+        }
+        Ok(crate::UserPtr::new(self.addr))
+    }
+
     /// Whether every byte of the range is zero (`check_zeroed_user`).
     ///
     /// Each byte is fetched at most once, through a small stack buffer: no
@@ -306,11 +319,12 @@ impl CapturedBytes {
     /// Reads a `T` from the start of the kernel copy.
     ///
     /// # Errors
-    /// `BufferTooSmall` if fewer than `size_of::<T>()` bytes were captured.
+    /// `Invalid` if fewer than `size_of::<T>()` bytes were captured (a short
+    /// input; `BufferTooSmall` is kept for the output side).
     pub fn read<T: FromBytes>(&self) -> Result<Captured<T>, CaptureError> {
         T::read_from_prefix(self.as_bytes())
             .map(|(value, _)| Captured::from_kernel_copy(value))
-            .map_err(|_| CaptureError::BufferTooSmall)
+            .map_err(|_| CaptureError::Invalid)
     }
 
     /// Reads a versioned struct that fills the whole kernel copy, with the
@@ -344,12 +358,12 @@ impl CapturedBytes {
     /// after the capture changes nothing.
     ///
     /// # Errors
-    /// `BufferTooSmall` if the header itself was not captured, `Invalid` if
-    /// the claimed elements do not fit in the captured bytes.
+    /// `Invalid` if the header itself was not captured or the claimed
+    /// elements do not fit in the captured bytes.
     pub fn parse<M: CountedLayout + ?Sized>(&self) -> Result<&M, CaptureError> {
         let bytes = self.as_bytes();
         let (header, _) =
-            M::ref_from_prefix_with_elems(bytes, 0).map_err(|_| CaptureError::BufferTooSmall)?;
+            M::ref_from_prefix_with_elems(bytes, 0).map_err(|_| CaptureError::Invalid)?;
         let count = usize::try_from(header.claimed_count()).map_err(|_| CaptureError::Invalid)?;
         M::ref_from_prefix_with_elems(bytes, count)
             .map(|(message, _)| message)

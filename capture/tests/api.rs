@@ -354,15 +354,22 @@ fn parse_checks_counts_against_captured_bytes() {
     let huge = CapturedBytes::from_system_buffer(&message_bytes(u32::MAX, &[1])).unwrap();
     assert_eq!(huge.parse::<Message>().unwrap_err(), CaptureError::Invalid);
     let short = CapturedBytes::from_system_buffer(&[1, 0, 0]).unwrap();
-    assert_eq!(
-        short.parse::<Message>().unwrap_err(),
-        CaptureError::BufferTooSmall
-    );
-    assert_eq!(
-        short.read::<u32>().unwrap_err(),
-        CaptureError::BufferTooSmall
-    );
+    assert_eq!(short.parse::<Message>().unwrap_err(), CaptureError::Invalid);
+    assert_eq!(short.read::<u32>().unwrap_err(), CaptureError::Invalid);
     assert_eq!(*exact.read::<u32>().unwrap(), 2);
+}
+
+#[test]
+fn into_ptr_narrows_a_byte_range_to_its_leading_struct() {
+    let space = space_with(USER, &pattern(64), Perm::READ);
+    let short = UserSlice::<u8>::new(USER, 7).unwrap().into_ptr::<u64>();
+    assert_eq!(short.unwrap_err(), CaptureError::Invalid);
+    let head = UserSlice::<u8>::new(USER, 64)
+        .unwrap()
+        .into_ptr::<u64>()
+        .unwrap();
+    assert_eq!(head.capture(&space).unwrap().to_le_bytes(), pattern(8)[..]);
+    assert_eq!(space.fetched_bytes(), 8, "only the struct is fetched");
 }
 
 // ------------------------------------------------------------ capture_sized

@@ -4,6 +4,9 @@
 //! the safety properties (single fetch, race immunity) each come with a
 //! deliberately wrong reader that the same checks catch.
 
+// Test values are small; their casts cannot truncate.
+#![allow(clippy::cast_possible_truncation)]
+
 use usercap::sim::{Perm, SimSpace};
 use usercap::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use usercap::{

@@ -72,7 +72,7 @@ fn oracle(
     if addr < 0x1_0000 {
         return Err(CaptureError::AccessViolation);
     }
-    if addr % size != 0 {
+    if !addr.is_multiple_of(size) {
         return Err(CaptureError::Misaligned);
     }
     match addr.checked_add(bytes) {

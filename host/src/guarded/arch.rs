@@ -1,0 +1,431 @@
+//! The exception-table routines and the signal handler (`x86_64` Linux).
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Once, OnceLock};
+
+/// Above this many bytes the routines use `rep movsb`/`rep stosb`.
+const REP_THRESHOLD: usize = 2048;
+/// Side of an entry: the fault must be in `[rsi, rsi + rcx)`.
+const SIDE_SRC: u32 = 0;
+/// Side of an entry: the fault must be in `[rdi, rdi + rcx)`.
+const SIDE_DST: u32 = 1;
+/// Number of exception-table entries (checked by the assembler).
+const EXTABLE_LEN: usize = 15;
+/// The `SI_KERNEL` `si_code` (`#GP`, e.g. a non-canonical address).
+const SI_KERNEL: i32 = 0x80;
+/// End of the lower canonical half with 4-level paging.
+const LOWER_HALF_END: usize = 1 << 47;
+
+// The routines follow the SysV ABI and only touch caller-saved registers
+// (rax, rcx, rsi, rdi, xmm0, xmm1). Register roles are fixed across all
+// of them, which is what the handler relies on: rsi = source cursor,
+// rdi = destination cursor, rcx = bytes left. Every labelled instruction
+// has a table entry emitted right after it (`ext`), whose fixup is either
+// `.L<name>_bytes` (finish byte by byte, so the count is exact) or
+// `.L<name>_fail` (return rcx).
+core::arch::global_asm!(
+    r#"
+    .pushsection .rodata.usercap_extable, "a"
+    .balign 4
+    .globl usercap_extable
+    .hidden usercap_extable
+usercap_extable:
+    .popsection
+    .set .Lusercap_ext_count, 0
+
+    .macro ext insn, fixup, side
+    .pushsection .rodata.usercap_extable, "a"
+    .long \insn - .
+    .long \fixup - .
+    .long \side
+    .popsection
+    .set .Lusercap_ext_count, .Lusercap_ext_count + 1
+    .endm
+
+    .macro flabel name
+    .globl \name
+    .hidden \name
+\name:
+    .endm
+
+    // usercap_copy_from/_to(rdi = dst, rsi = src, rdx = len) -> rax = left.
+    // side = SIDE_SRC lists the loads (copy_from), SIDE_DST the stores (copy_to).
+    .macro copy name, side
+    .p2align 4
+    .globl \name
+    .hidden \name
+    .type \name, @function
+\name:
+    mov rcx, rdx
+    cmp rcx, 32
+    jb .L\name\()_small
+    cmp rcx, {rep}
+    ja .L\name\()_rep
+.L\name\()_chunk:
+    flabel \name\()_ld0
+    movups xmm0, xmmword ptr [rsi]
+    flabel \name\()_ld1
+    movups xmm1, xmmword ptr [rsi + 16]
+    flabel \name\()_st0
+    movups xmmword ptr [rdi], xmm0
+    flabel \name\()_st1
+    movups xmmword ptr [rdi + 16], xmm1
+    add rsi, 32
+    add rdi, 32
+    sub rcx, 32
+    cmp rcx, 32
+    jae .L\name\()_chunk
+.L\name\()_small:
+    cmp rcx, 8
+    jb .L\name\()_bytes
+.L\name\()_qword:
+    flabel \name\()_ldq
+    mov rax, qword ptr [rsi]
+    flabel \name\()_stq
+    mov qword ptr [rdi], rax
+    add rsi, 8
+    add rdi, 8
+    sub rcx, 8
+    cmp rcx, 8
+    jae .L\name\()_qword
+.L\name\()_bytes:
+    test rcx, rcx
+    jz .L\name\()_done
+.L\name\()_byte:
+    flabel \name\()_ldb
+    movzx eax, byte ptr [rsi]
+    flabel \name\()_stb
+    mov byte ptr [rdi], al
+    inc rsi
+    inc rdi
+    dec rcx
+    jnz .L\name\()_byte
+.L\name\()_done:
+    xor eax, eax
+    ret
+.L\name\()_rep:
+    flabel \name\()_rep
+    rep movsb
+    xor eax, eax
+    ret
+.L\name\()_fail:
+    mov rax, rcx
+    ret
+    .size \name, . - \name
+    .if \side == {src}
+    ext \name\()_ld0, .L\name\()_bytes, {src}
+    ext \name\()_ld1, .L\name\()_bytes, {src}
+    ext \name\()_ldq, .L\name\()_bytes, {src}
+    ext \name\()_ldb, .L\name\()_fail, {src}
+    ext \name\()_rep, .L\name\()_bytes, {src}
+    .else
+    ext \name\()_st0, .L\name\()_bytes, {dst}
+    ext \name\()_st1, .L\name\()_bytes, {dst}
+    ext \name\()_stq, .L\name\()_bytes, {dst}
+    ext \name\()_stb, .L\name\()_fail, {dst}
+    ext \name\()_rep, .L\name\()_bytes, {dst}
+    .endif
+    .endm
+
+    .pushsection .text.usercap_guarded, "ax", @progbits
+    copy usercap_copy_from, {src}
+    copy usercap_copy_to, {dst}
+
+    // usercap_clear(rdi = dst, rsi = len) -> rax = left.
+    .p2align 4
+    .globl usercap_clear
+    .hidden usercap_clear
+    .type usercap_clear, @function
+usercap_clear:
+    mov rcx, rsi
+    xor eax, eax
+    cmp rcx, 32
+    jb .Lusercap_clear_small
+    cmp rcx, {rep}
+    ja .Lusercap_clear_rep
+    xorps xmm0, xmm0
+.Lusercap_clear_chunk:
+    flabel usercap_clear_st0
+    movups xmmword ptr [rdi], xmm0
+    flabel usercap_clear_st1
+    movups xmmword ptr [rdi + 16], xmm0
+    add rdi, 32
+    sub rcx, 32
+    cmp rcx, 32
+    jae .Lusercap_clear_chunk
+.Lusercap_clear_small:
+    cmp rcx, 8
+    jb .Lusercap_clear_bytes
+.Lusercap_clear_qword:
+    flabel usercap_clear_stq
+    mov qword ptr [rdi], rax
+    add rdi, 8
+    sub rcx, 8
+    cmp rcx, 8
+    jae .Lusercap_clear_qword
+.Lusercap_clear_bytes:
+    test rcx, rcx
+    jz .Lusercap_clear_done
+.Lusercap_clear_byte:
+    flabel usercap_clear_stb
+    mov byte ptr [rdi], al
+    inc rdi
+    dec rcx
+    jnz .Lusercap_clear_byte
+.Lusercap_clear_done:
+    ret
+.Lusercap_clear_rep:
+    flabel usercap_clear_rep
+    rep stosb
+    ret
+.Lusercap_clear_fail:
+    mov rax, rcx
+    ret
+    .size usercap_clear, . - usercap_clear
+    ext usercap_clear_st0, .Lusercap_clear_bytes, {dst}
+    ext usercap_clear_st1, .Lusercap_clear_bytes, {dst}
+    ext usercap_clear_stq, .Lusercap_clear_bytes, {dst}
+    ext usercap_clear_stb, .Lusercap_clear_fail, {dst}
+    ext usercap_clear_rep, .Lusercap_clear_bytes, {dst}
+    .popsection
+
+    // A count, not a label difference: the latter is not an absolute
+    // expression for LLVM's assembler in optimised builds.
+    .if .Lusercap_ext_count != {len}
+    .error "usercap: EXTABLE_LEN does not match the exception table"
+    .endif
+    .purgem ext
+    .purgem flabel
+    .purgem copy
+    "#,
+    rep = const REP_THRESHOLD,
+    src = const SIDE_SRC,
+    dst = const SIDE_DST,
+    len = const EXTABLE_LEN,
+);
+
+/// One exception-table entry, as emitted by the `ext` macro. The two
+/// addresses are stored relative to the field holding them, like the
+/// kernel's, so the table needs no relocation.
+#[repr(C)]
+struct Entry {
+    insn: i32,
+    fixup: i32,
+    side: u32,
+}
+
+impl Entry {
+    fn target(field: &i32) -> usize {
+        std::ptr::from_ref(field)
+            .addr()
+            .wrapping_add_signed(*field as isize)
+    }
+}
+
+// SAFETY: the three routines are defined in the `global_asm!` above with
+// the SysV signatures declared here. `usercap_extable` is the start of
+// `EXTABLE_LEN` entries of 3 x 4 bytes, 4-aligned, in a read-only
+// section (the assembler checks the count), matching `Entry`; it is
+// never written, so reading it is safe.
+unsafe extern "C" {
+    fn usercap_copy_from(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    fn usercap_copy_to(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    fn usercap_clear(dst: *mut u8, len: usize) -> usize;
+    #[link_name = "usercap_extable"]
+    safe static EXTABLE: [Entry; EXTABLE_LEN];
+}
+
+/// Dispositions found before ours: `[SIGSEGV, SIGBUS]`.
+static PREV: [OnceLock<libc::sigaction>; 2] = [OnceLock::new(), OnceLock::new()];
+/// Whether our handler is installed (and has not given a signal back).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static INSTALL: Once = Once::new();
+
+/// `SIG_DFL` with an empty mask and no flags.
+// SAFETY: `sigaction` is plain data (integers, an integer array and an
+// `Option<fn>`); all-zero is valid and means SIG_DFL, no flags, empty mask.
+const DEFAULT_ACTION: libc::sigaction = unsafe { std::mem::zeroed() };
+
+pub(super) fn active() -> bool {
+    install();
+    ACTIVE.load(Ordering::Acquire)
+}
+
+pub(super) fn install() {
+    INSTALL.call_once(|| {
+        let handler: unsafe extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) = handler;
+        let mut ours = DEFAULT_ACTION;
+        ours.sa_sigaction = handler as libc::sighandler_t;
+        ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        for (sig, prev) in [libc::SIGSEGV, libc::SIGBUS].into_iter().zip(&PREV) {
+            let mut old = DEFAULT_ACTION;
+            // SAFETY: query only (null new action); `old` is a valid,
+            // writable sigaction.
+            let rc = unsafe { libc::sigaction(sig, std::ptr::null(), &raw mut old) };
+            // Saved before ours goes live, so the handler always finds it.
+            let _ = prev.set(if rc == 0 { old } else { DEFAULT_ACTION });
+            // SAFETY: `ours` is a fully initialised sigaction whose
+            // handler has the SA_SIGINFO signature and is
+            // async-signal-safe (see `handler`).
+            if unsafe { libc::sigaction(sig, &raw const ours, std::ptr::null_mut()) } != 0 {
+                return;
+            }
+        }
+        ACTIVE.store(true, Ordering::Release);
+    });
+}
+
+pub(super) fn copy_from(dst: &mut [u8], src: usize) -> usize {
+    // SAFETY: `dst` is valid for `dst.len()` writes. `src` is only read,
+    // by the listed load instructions; a fault there is claimed by the
+    // (active) handler and becomes a short count. `src..src+len` does not
+    // wrap (checked by `access_ok`). No Rust reference to `src` exists.
+    unsafe {
+        usercap_copy_from(
+            dst.as_mut_ptr(),
+            std::ptr::with_exposed_provenance(src),
+            dst.len(),
+        )
+    }
+}
+
+pub(super) fn copy_to(dst: usize, src: &[u8]) -> usize {
+    // SAFETY: `src` is valid for `src.len()` reads. `dst` is only written
+    // by the listed store instructions, whose faults become a short
+    // count; the range does not wrap. That `dst` is "user" memory is the
+    // caller's contract (module docs).
+    unsafe {
+        usercap_copy_to(
+            std::ptr::with_exposed_provenance_mut(dst),
+            src.as_ptr(),
+            src.len(),
+        )
+    }
+}
+
+pub(super) fn clear(dst: usize, len: usize) -> usize {
+    // SAFETY: as for `copy_to`, without a source.
+    unsafe { usercap_clear(std::ptr::with_exposed_provenance_mut(dst), len) }
+}
+
+/// The entry for a faulting instruction pointer, as `(fixup, side)`.
+fn lookup(rip: usize) -> Option<(usize, u32)> {
+    EXTABLE
+        .iter()
+        .find(|e| Entry::target(&e.insn) == rip)
+        .map(|e| (Entry::target(&e.fixup), e.side))
+}
+
+/// Whether a fault with `code`/`addr` is in the not-yet-copied part
+/// `[base, base + left)` of the untrusted range.
+pub(super) fn fault_is_ours(code: i32, addr: usize, base: usize, left: usize) -> bool {
+    if code == SI_KERNEL && addr == 0 {
+        // #GP: no address is reported. Only a non-canonical address
+        // (above the 47-bit lower half) can raise it here.
+        return base.saturating_add(left) > LOWER_HALF_END;
+    }
+    addr >= base && addr - base < left
+}
+
+/// The index of a `REG_*` constant into `gregs` (out of range if negative,
+/// which no `REG_*` is).
+fn index(r: libc::c_int) -> usize {
+    usize::try_from(r).unwrap_or(usize::MAX)
+}
+
+/// Reads a general register from the saved context (0 for an index out of
+/// range, which the `REG_*` constants never are).
+fn reg(gregs: &[libc::greg_t], r: libc::c_int) -> usize {
+    gregs.get(index(r)).map_or(0, |&v| {
+        // x86_64: a 64-bit register, reinterpreted as the unsigned address.
+        usize::try_from(v.cast_unsigned()).unwrap_or(0)
+    })
+}
+
+/// The signal handler.
+///
+/// # Safety
+/// Only to be called by the kernel as an `SA_SIGINFO` handler: `info`
+/// and `ctx` must point to the `siginfo_t` and `ucontext_t` of the
+/// signal being delivered.
+unsafe extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+    let info = unsafe { &*info };
+    let code = info.si_code;
+    if code > 0 {
+        // SAFETY: for SA_SIGINFO handlers `ctx` is the ucontext_t of the
+        // interrupted thread, ours alone for the duration of the handler.
+        let uc = unsafe { &mut *ctx.cast::<libc::ucontext_t>() };
+        let gregs = &mut uc.uc_mcontext.gregs;
+        if let Some((fixup, side)) = lookup(reg(gregs, libc::REG_RIP)) {
+            // SAFETY: si_code > 0 means a kernel-generated fault signal
+            // (SIGSEGV/SIGBUS), for which si_addr is the valid union member.
+            let addr = unsafe { info.si_addr() }.addr();
+            let base = reg(
+                gregs,
+                if side == SIDE_SRC {
+                    libc::REG_RSI
+                } else {
+                    libc::REG_RDI
+                },
+            );
+            if fault_is_ours(code, addr, base, reg(gregs, libc::REG_RCX))
+                && let (Some(rip), Ok(fixup)) =
+                    (gregs.get_mut(index(libc::REG_RIP)), u64::try_from(fixup))
+            {
+                // The fixup address as the signed greg_t.
+                *rip = fixup.cast_signed();
+                return;
+            }
+        }
+    }
+    give_back(sig, code);
+}
+
+/// Restores the previous disposition of `sig` and arranges for it to see
+/// this signal: a fault repeats on return, a sent signal is re-raised.
+fn give_back(sig: libc::c_int, code: i32) {
+    ACTIVE.store(false, Ordering::Release);
+    let slot = usize::from(sig == libc::SIGBUS);
+    let prev = PREV
+        .get(slot)
+        .and_then(OnceLock::get)
+        .unwrap_or(&DEFAULT_ACTION);
+    // SAFETY: `prev` is a valid sigaction obtained from the kernel (or
+    // SIG_DFL); sigaction is async-signal-safe.
+    unsafe { libc::sigaction(sig, prev, std::ptr::null_mut()) };
+    if code <= 0 {
+        // SAFETY: raise is async-signal-safe; `sig` is blocked while we
+        // run (no SA_NODEFER), so it stays pending until we return and is
+        // then delivered to the restored disposition.
+        unsafe { libc::raise(sig) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_well_formed() {
+        let text = usercap_copy_from as *const () as usize;
+        for e in &EXTABLE {
+            let (insn, fixup) = (Entry::target(&e.insn), Entry::target(&e.fixup));
+            assert!(e.side == SIDE_SRC || e.side == SIDE_DST);
+            assert!(insn.abs_diff(text) < 4096 && fixup.abs_diff(text) < 4096);
+            assert_eq!(lookup(insn), Some((fixup, e.side)));
+        }
+        assert_eq!(lookup(text), None);
+    }
+
+    #[test]
+    fn range_check() {
+        assert!(fault_is_ours(1, 100, 100, 1));
+        assert!(!fault_is_ours(1, 101, 100, 1));
+        assert!(!fault_is_ours(1, 99, 100, 1));
+        assert!(!fault_is_ours(2, 0, 100, 1));
+        assert!(fault_is_ours(SI_KERNEL, 0, LOWER_HALF_END - 1, 2));
+        assert!(!fault_is_ours(SI_KERNEL, 0, LOWER_HALF_END - 2, 2));
+    }
+}

@@ -1,0 +1,281 @@
+//! Fault-tolerant access to "user" memory of the current process: the only
+//! `unsafe` code of `usercap-host`.
+//!
+//! This is a user-space model of the Linux kernel's `copy_from_user` family
+//! (`arch/x86/lib/copy_user_64.S` plus the exception table, as wrapped by
+//! Rust-for-Linux's `uaccess.rs`). The host model of usercap must copy from
+//! *arbitrary* addresses of its own process, and a bad address has to come
+//! back as an error (a short copy) instead of killing the process.
+//!
+//! # Design
+//!
+//! The kernel does not validate every page before touching it. It simply
+//! performs the access with a small set of known instructions and, when one of
+//! those instructions faults, the page-fault handler looks the faulting
+//! instruction pointer up in an *exception table* and resumes at a *fixup*
+//! that reports how many bytes were left. We do exactly the same:
+//!
+//! * Three leaf routines written in `global_asm!` ([`copy_from`], [`copy_to`],
+//!   [`clear`]). Every instruction that touches the untrusted side carries a
+//!   global label and an entry `(instruction, fixup, side)` in a table emitted
+//!   next to it, in the spirit of the kernel's `_ASM_EXTABLE_UA`.
+//! * Each routine is split by size: a qword/byte loop below 32 bytes, 32-byte
+//!   SSE chunks (two `movups`, SSE2 is baseline on `x86_64`) up to 2 KiB, and
+//!   `rep movsb`/`rep stosb` above. A fault in a chunk, a qword or a `rep`
+//!   resumes in the byte loop, which then faults on the exact first bad byte,
+//!   whose fixup returns `rcx`. The returned count is therefore exact to the
+//!   byte whatever path faulted (this also sidesteps valgrind's off-by-one on
+//!   `rep movsb`, and any fast-string early stop).
+//! * A `SIGSEGV`/`SIGBUS` handler (installed once by [`install`], which every
+//!   copy function calls) that rewrites `RIP` to the fixup when, and only
+//!   when, the fault is ours.
+//!
+//! # Rules the handler follows
+//!
+//! 1. `SA_SIGINFO | SA_ONSTACK`, so that std's stack-overflow report still
+//!    works: the handler runs on std's alternate signal stack.
+//! 2. Only real faults (`si_code > 0`) are claimed. A `SIGSEGV` sent with
+//!    `kill`/`pthread_kill` while a copy is running is never a short copy.
+//! 3. A fault is claimed only if `RIP` is a listed instruction *and* the fault
+//!    address lies on that instruction's untrusted side, in the part of the
+//!    range not copied yet (`[rsi, rsi + rcx)` for reads, `[rdi, rdi + rcx)`
+//!    for writes). A fault on the trusted buffer is a bug of the caller and is
+//!    not hidden. A non-canonical address raises `#GP`, which the kernel
+//!    reports as `SI_KERNEL` with `si_addr == 0`; it is claimed only if the
+//!    remaining untrusted range reaches past the 47-bit user half.
+//! 4. Anything else is given back: the previous disposition (saved before
+//!    ours was installed, `SIG_DFL` if unknown) is restored and the handler
+//!    returns, so the fault repeats and is handled, or kills the process, as
+//!    if we had never been there. A *sent* signal does not repeat, so it is
+//!    re-raised and is delivered to that previous disposition as soon as the
+//!    handler returns. From then on the guarded backend is disabled and the
+//!    copy functions use the `process_vm_readv` fallback. We never call std's
+//!    handler ourselves: on a fault it does not recognise it resets the
+//!    disposition to `SIG_DFL` for the whole process.
+//! 5. The handler only does arithmetic, atomic loads/stores, `sigaction` and
+//!    `raise`, all async-signal-safe. No `SA_NODEFER`.
+//!
+//! # Soundness: reads anywhere, writes only to [`UserMemory`]
+//!
+//! The copy routines are safe functions, so no argument may lead to
+//! undefined behaviour. The two directions differ:
+//!
+//! * **Reads may target any address.** A read either faults (and becomes a
+//!   short count) or returns bytes; it never changes memory, so it cannot
+//!   break an invariant that Rust code relies on. Like `copy_from_user`
+//!   racing a user thread, a read that overlaps memory another thread is
+//!   writing returns unspecified (possibly torn) bytes. The access is made
+//!   by assembly the compiler cannot see into, with no Rust reference to the
+//!   source.
+//! * **Writes may target only memory this model owns as user memory.** A
+//!   write to an arbitrary address could land in a live `&`/`&mut`, a heap
+//!   allocator's metadata or an immutable static: undefined behaviour reached
+//!   from safe code. So [`copy_to`], [`copy_to_with`] and [`clear`] first
+//!   check that the whole destination range lies inside one live
+//!   [`UserMemory`]: an anonymous mapping this module created, into which it
+//!   never hands out a Rust reference (only addresses and copies). Anything
+//!   else is refused: nothing is written and the full length is returned, as
+//!   if the first byte had faulted. The check and the write run under a read
+//!   lock of the registry, and dropping a `UserMemory` takes the write lock
+//!   to unregister *and* unmap it, so a region cannot be unmapped (and its
+//!   addresses reused by an allocation Rust code references) between the
+//!   check and the write.
+//!
+//! The registry is consulted only on writes; reads stay at memcpy cost.
+//!
+//! # Contract and limits
+//!
+//! * Return values are the number of bytes **not** copied, exact to the byte;
+//!   `0` means success. Unlike Linux's `copy_from_user`, [`copy_from`] does
+//!   **not** zero-fill the uncopied tail of the destination: the bytes after
+//!   the copied prefix are left untouched, and callers that need Linux
+//!   semantics zero-fill themselves (as [`crate::linux::copy_from_user`] does).
+//! * A range that wraps around the address space, or (on `x86_64`) ends above
+//!   `1 << 63`, is rejected up front: nothing is touched and the full length
+//!   is returned. A zero length returns 0 without touching anything.
+//! * A thread that blocks `SIGSEGV`/`SIGBUS` is killed by the kernel on any
+//!   fault, including ours. Code that installs its own `SIGSEGV`/`SIGBUS`
+//!   handler after [`install`] disables this mechanism; a fault is then fatal.
+//! * A fault costs a few microseconds and faults serialise in the kernel: this
+//!   is an error path, never a control-flow device for a fast path.
+//! * Targets other than `x86_64` Linux use `process_vm_readv`/`writev` on our
+//!   own pid for every backend. It is exact to the byte too: the kernel copies
+//!   page by page and stops at the first inaccessible page, and accessibility
+//!   is page-granular. On Unix systems other than Linux there is no fallback:
+//!   every copy reports that nothing was copied.
+#![allow(
+    unsafe_code,
+    reason = "the one module of usercap-host that needs unsafe: the guarded copy, the \
+              signal handler, the speculation barrier and the mmap wrappers"
+)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod arch;
+mod memory;
+mod vm;
+
+pub use memory::{Prot, UserMemory};
+
+/// Which copy implementation to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Exception-table routines; only on `x86_64` Linux, elsewhere (or once
+    /// the handler gave a signal back) this is the same as
+    /// [`Backend::ProcessVmReadv`].
+    #[default]
+    Guarded,
+    /// `process_vm_readv`/`process_vm_writev` on our own pid: one syscall per
+    /// copy, the kernel's own fault-safe copy.
+    ProcessVmReadv,
+}
+
+/// The system page size.
+#[must_use]
+pub fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let cached = PAGE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf only reads a configuration value; it has no
+    // preconditions.
+    let raw = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = usize::try_from(raw).ok().filter(|&p| p > 0).unwrap_or(4096);
+    PAGE.store(page, Ordering::Relaxed);
+    page
+}
+
+/// Installs the `SIGSEGV`/`SIGBUS` handler, once per process. Idempotent and
+/// cheap after the first call; every copy function calls it. Does nothing on
+/// targets without the guarded routines.
+pub fn install() {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    arch::install();
+}
+
+/// Whether [`Backend::Guarded`] currently runs the exception-table routines
+/// (installs the handler first). False on other targets, if installation
+/// failed, or once the handler has given a foreign signal back (rule 4).
+#[must_use]
+pub fn is_guarded() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    return arch::active();
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    false
+}
+
+/// The speculation barrier of probe rule 5: after the range checks, before
+/// the copy, so that a mispredicted check cannot feed a speculative load from
+/// an address the check rejected (Spectre v1, Linux's `barrier_nospec`).
+///
+/// `lfence` on `x86_64`; elsewhere a compiler fence, which keeps the order in
+/// the generated code but is no hardware barrier.
+#[inline]
+pub fn speculation_barrier() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_lfence` only requires SSE2, which is part of the x86_64
+    // baseline (every x86_64 CPU has it, and the target enables it). It has
+    // no operands and does not access memory.
+    unsafe {
+        core::arch::x86_64::_mm_lfence();
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
+/// Copies `dst.len()` bytes from the untrusted address `src` into `dst`.
+///
+/// Returns the number of bytes **not** copied (0 on success); the copied
+/// bytes are the prefix `dst[..dst.len() - ret]` and the rest of `dst` is
+/// left untouched (not zero-filled). Never crashes on a bad `src`.
+#[must_use]
+#[inline]
+pub fn copy_from(dst: &mut [u8], src: usize) -> usize {
+    copy_from_with(Backend::Guarded, dst, src)
+}
+
+/// Copies `src` to the untrusted address `dst`, which must lie in one live
+/// [`UserMemory`] (see the module docs). Returns the number of bytes not
+/// written (0 on success); the written bytes are the prefix of `src`. A
+/// destination outside user memory is refused whole: nothing is written and
+/// `src.len()` is returned. Never crashes on a bad `dst`.
+#[must_use]
+pub fn copy_to(dst: usize, src: &[u8]) -> usize {
+    copy_to_with(Backend::Guarded, dst, src)
+}
+
+/// Zeroes `len` bytes at the untrusted address `dst`, which must lie in one
+/// live [`UserMemory`]. Returns the number of bytes not zeroed (0 on
+/// success); the zeroed bytes are a prefix. A destination outside user
+/// memory is refused whole (`len` is returned).
+#[must_use]
+pub fn clear(dst: usize, len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    if !range_ok(dst, len) {
+        return len;
+    }
+    memory::while_user_memory(dst, len, || {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if arch::active() {
+            return arch::clear(dst, len);
+        }
+        vm::clear(dst, len)
+    })
+    .unwrap_or(len)
+}
+
+/// [`copy_from`] with an explicit backend.
+#[must_use]
+#[inline]
+pub fn copy_from_with(backend: Backend, dst: &mut [u8], src: usize) -> usize {
+    if dst.is_empty() {
+        return 0;
+    }
+    if !range_ok(src, dst.len()) {
+        return dst.len();
+    }
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if backend == Backend::Guarded && arch::active() {
+        return arch::copy_from(dst, src);
+    }
+    let _ = backend;
+    vm::read(dst, src)
+}
+
+/// [`copy_to`] with an explicit backend.
+#[must_use]
+pub fn copy_to_with(backend: Backend, dst: usize, src: &[u8]) -> usize {
+    if src.is_empty() {
+        return 0;
+    }
+    if !range_ok(dst, src.len()) {
+        return src.len();
+    }
+    memory::while_user_memory(dst, src.len(), || {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if backend == Backend::Guarded && arch::active() {
+            return arch::copy_to(dst, src);
+        }
+        let _ = backend;
+        vm::write(dst, src)
+    })
+    .unwrap_or(src.len())
+}
+
+/// The routines' own range check, like Linux's `access_ok` on the whole
+/// address space: the range must not wrap and, on `x86_64`, must lie in the
+/// lower half. Addresses in `[1 << 47, 1 << 63)` are let through: they fault
+/// (`#GP` or page fault) and the handler claims them, which keeps
+/// 5-level-paging user addresses working. The probe rules of
+/// [`HostSpace`](crate::HostSpace) are stricter and run before this.
+fn range_ok(addr: usize, len: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    const USER_END: usize = 1 << 63;
+    #[cfg(not(target_arch = "x86_64"))]
+    const USER_END: usize = usize::MAX;
+    addr.checked_add(len).is_some_and(|end| end <= USER_END)
+}

@@ -1,0 +1,151 @@
+//! [`HostSpace`]: `usercap::AddressSpace` over this process's real memory.
+
+use usercap::{AddressSpace, CaptureError, DEFAULT_PROBE_LIMIT, Limits, Mode, check_user_range};
+
+use crate::guarded::{self, Backend};
+use crate::kernel::is_kernel_range;
+
+/// The requester's address space, modelled by this process's own memory.
+///
+/// Every access follows the probe rules of [`usercap::space`], in order:
+///
+/// 1. a zero length succeeds without touching memory;
+/// 2. to 4. in user mode, [`check_user_range`] against the probe limit
+///    (below 64 KiB, misaligned, wrapping or past the limit), and then this
+///    backend's addition to rule 4: a range that overlaps a live
+///    [`KernelBuffer`](crate::KernelBuffer) is `AccessViolation`, as
+///    `ProbeForRead` rejects system addresses;
+/// 5. the speculation barrier ([`guarded::speculation_barrier`]: `lfence`);
+/// 6. the fault-guarded copy of the chosen [`Backend`]; any byte not copied
+///    is `AccessViolation`.
+///
+/// Kernel mode ([`HostSpace::kernel`]) skips 2 to 4, as Windows does for a
+/// `KernelMode` requestor, but still copies under the fault guard, so a bad
+/// kernel-mode pointer is an error here rather than a bugcheck.
+///
+/// Writes in either mode may target only a live
+/// [`UserMemory`](crate::UserMemory) (see [`guarded`]'s module docs for why):
+/// any other destination is `AccessViolation`, with nothing written.
+///
+/// The default probe limit is `MmUserProbeAddress`, 0x7FFF_FFFF_0000. x86_64
+/// Linux user addresses end below 0x7FFF_FFFF_F000, so the same limit works
+/// for this process; [`with_probe_limit`](Self::with_probe_limit) changes it
+/// (tests use a limit in the middle of a mapping to see the probe act on
+/// memory that is really there).
+///
+/// `HostSpace` is a small `Copy` value with no state of its own, `Send` and
+/// `Sync`: threads share one freely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostSpace {
+    mode: Mode,
+    probe_limit: usize,
+    backend: Backend,
+    limits: Limits,
+}
+
+impl HostSpace {
+    /// A user-mode space: probe limit 0x7FFF_FFFF_0000, the guarded backend,
+    /// default limits.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            mode: Mode::User,
+            probe_limit: DEFAULT_PROBE_LIMIT,
+            backend: Backend::Guarded,
+            limits: Limits::DEFAULT,
+        }
+    }
+
+    /// A kernel-mode space: no probe, still fault-guarded.
+    #[must_use]
+    pub const fn kernel() -> Self {
+        Self {
+            mode: Mode::Kernel,
+            ..Self::new()
+        }
+    }
+
+    /// The same space with another probe limit (user mode).
+    #[must_use]
+    pub const fn with_probe_limit(self, probe_limit: usize) -> Self {
+        Self {
+            probe_limit,
+            ..self
+        }
+    }
+
+    /// The same space with another copy backend.
+    #[must_use]
+    pub const fn with_backend(self, backend: Backend) -> Self {
+        Self { backend, ..self }
+    }
+
+    /// The same space with other capture limits.
+    #[must_use]
+    pub const fn with_limits(self, limits: Limits) -> Self {
+        Self { limits, ..self }
+    }
+
+    /// The probe limit: user ranges must end at or below it.
+    #[must_use]
+    pub const fn probe_limit(&self) -> usize {
+        self.probe_limit
+    }
+
+    /// The copy backend.
+    #[must_use]
+    pub const fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Probe rules 2 to 4 (user mode only) and the barrier (rule 5).
+    fn probe(&self, addr: usize, len: usize, align: usize) -> Result<(), CaptureError> {
+        if self.mode == Mode::User {
+            check_user_range(addr, len, align, self.probe_limit)?;
+            if is_kernel_range(addr, len) {
+                return Err(CaptureError::AccessViolation);
+            }
+        }
+        guarded::speculation_barrier();
+        Ok(())
+    }
+}
+
+impl Default for HostSpace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AddressSpace for HostSpace {
+    fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    #[inline]
+    fn read(&self, src: usize, dst: &mut [u8], align: usize) -> Result<(), CaptureError> {
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.probe(src, dst.len(), align)?;
+        match guarded::copy_from_with(self.backend, dst, src) {
+            0 => Ok(()),
+            _ => Err(CaptureError::AccessViolation),
+        }
+    }
+
+    fn write(&self, dst: usize, src: &[u8], align: usize) -> Result<(), CaptureError> {
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.probe(dst, src.len(), align)?;
+        match guarded::copy_to_with(self.backend, dst, src) {
+            0 => Ok(()),
+            _ => Err(CaptureError::AccessViolation),
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+}

@@ -1,0 +1,318 @@
+//! `HostSpace`: the probe rules in order and at their boundaries, kernel
+//! buffers, the write restriction, non-canonical addresses and SIGBUS, on
+//! real memory.
+#![cfg(unix)]
+
+mod common;
+
+use common::GuardedPage;
+use usercap::{
+    AddressSpace, CaptureError, DEFAULT_PROBE_LIMIT, Limits, Mode, UserPtr, UserSlice, UserWriter,
+};
+use usercap_host::guarded::page_size;
+use usercap_host::{Backend, HostSpace, KernelBuffer, Prot, UserMemory, is_kernel_range};
+
+const AV: CaptureError = CaptureError::AccessViolation;
+const BACKENDS: [Backend; 2] = [Backend::Guarded, Backend::ProcessVmReadv];
+
+fn spaces() -> impl Iterator<Item = HostSpace> {
+    BACKENDS
+        .into_iter()
+        .map(|backend| HostSpace::new().with_backend(backend))
+}
+
+fn read(space: &HostSpace, addr: usize, len: usize, align: usize) -> Result<Vec<u8>, CaptureError> {
+    let mut buf = vec![0; len];
+    space.read(addr, &mut buf, align).map(|()| buf)
+}
+
+#[test]
+fn is_send_sync_copy_and_configurable() {
+    fn shared<T: Send + Sync + Copy + 'static>() {}
+    shared::<HostSpace>();
+    let space = HostSpace::default();
+    assert_eq!(space, HostSpace::new());
+    assert_eq!(space.mode(), Mode::User);
+    assert_eq!(space.probe_limit(), DEFAULT_PROBE_LIMIT);
+    assert_eq!(space.backend(), Backend::Guarded);
+    assert_eq!(space.limits(), Limits::DEFAULT);
+    assert_eq!(HostSpace::kernel().mode(), Mode::Kernel);
+    let custom = HostSpace::new()
+        .with_probe_limit(0x1234_0000)
+        .with_backend(Backend::ProcessVmReadv)
+        .with_limits(Limits {
+            max_capture: 16,
+            max_request: 32,
+        });
+    assert_eq!(custom.probe_limit(), 0x1234_0000);
+    assert_eq!(custom.backend(), Backend::ProcessVmReadv);
+    assert_eq!(custom.limits().max_capture, 16);
+}
+
+#[test]
+fn zero_length_touches_nothing() {
+    for space in spaces().chain([HostSpace::kernel()]) {
+        for addr in [0, 1, 0xFFFF, usize::MAX, 1 << 47] {
+            assert_eq!(space.read(addr, &mut [], 8), Ok(()));
+            assert_eq!(space.write(addr, &[], 8), Ok(()));
+            let empty = UserSlice::<u64>::new(addr, 0)
+                .unwrap()
+                .capture(&space)
+                .unwrap();
+            assert!(empty.is_empty());
+        }
+    }
+}
+
+/// Rules 2 to 4 run before memory is touched and in order: each case names
+/// a range that is unmapped or mapped, so the error shows which rule fired.
+#[test]
+fn probe_rules_in_order_at_their_boundaries() {
+    let gp = GuardedPage::new();
+    let page = page_size();
+    let m = gp.addr();
+    for space in spaces() {
+        gp.fill(0x42);
+        // Rule 2: below 64 KiB, null included; it wins over misalignment.
+        assert_eq!(read(&space, 0, 1, 1), Err(AV));
+        assert_eq!(read(&space, 0xFFFF, 1, 1), Err(AV));
+        assert_eq!(read(&space, 0xFFFD, 4, 4), Err(AV), "rule 2 before rule 3");
+        // 64 KiB itself passes the probe (and then faults: never mapped).
+        assert_eq!(read(&space, 0x1_0000, 4, 4), Err(AV));
+        // Rule 3: misaligned is reported without touching memory, even on
+        // an unmapped address and on a guard page.
+        assert_eq!(read(&space, 0x1_0001, 4, 4), Err(CaptureError::Misaligned));
+        assert_eq!(read(&space, m - 6, 4, 4), Err(CaptureError::Misaligned));
+        assert_eq!(read(&space, m + 2, 8, 8), Err(CaptureError::Misaligned));
+        assert_eq!(
+            read(&space, m + 2, 8, 3),
+            Err(CaptureError::Invalid),
+            "bad align"
+        );
+        // Rule 4 at the default limit: ending at it passes the probe,
+        // one byte more does not; misalignment still wins.
+        let limit = DEFAULT_PROBE_LIMIT;
+        assert_eq!(read(&space, limit - 8, 8, 8), Err(AV));
+        assert_eq!(read(&space, limit - 7, 8, 1), Err(AV));
+        assert_eq!(read(&space, limit - 7, 8, 8), Err(CaptureError::Misaligned));
+        assert_eq!(read(&space, usize::MAX - 3, 8, 1), Err(AV), "wraps");
+        assert_eq!(
+            read(&space, usize::MAX - 1, 8, 2),
+            Err(AV),
+            "wraps, aligned"
+        );
+
+        // Rule 4 on mapped memory: a probe limit inside the page.
+        let limited = space.with_probe_limit(m + 64);
+        assert_eq!(read(&limited, m + 56, 8, 8), Ok(vec![0x42; 8]));
+        assert_eq!(
+            read(&limited, m + 57, 8, 1),
+            Err(AV),
+            "mapped, but past the limit"
+        );
+        assert_eq!(read(&limited, m + 64, 1, 1), Err(AV));
+        assert_eq!(read(&limited, m + 57, 8, 8), Err(CaptureError::Misaligned));
+        assert_eq!(limited.write(m + 60, &[1; 8], 1), Err(AV));
+        assert_eq!(limited.write(m + 56, &[1; 8], 8), Ok(()));
+
+        // Rule 6: inside the limit, the fault guard decides, exactly at the
+        // page edges.
+        assert_eq!(read(&space, m, page, 1).map(|v| v.len()), Ok(page));
+        assert_eq!(read(&space, m - 1, 2, 1), Err(AV));
+        assert_eq!(read(&space, m + page - 1, 2, 1), Err(AV));
+        assert_eq!(read(&space, m + page - 8, 8, 8), Ok(vec![0x42; 8]));
+    }
+    assert!(usercap_host::guarded::is_guarded());
+}
+
+#[test]
+fn kernel_mode_skips_the_probe_but_not_the_fault_guard() {
+    let gp = GuardedPage::new();
+    let m = gp.addr();
+    gp.fill(7);
+    for backend in BACKENDS {
+        let kernel = HostSpace::kernel().with_backend(backend);
+        // No alignment check, no limit.
+        assert_eq!(read(&kernel, m + 1, 4, 4), Ok(vec![7; 4]));
+        assert_eq!(read(&kernel, m + 1, 8, 3), Ok(vec![7; 8]));
+        // Still fault-guarded.
+        assert_eq!(read(&kernel, 0, 8, 1), Err(AV));
+        assert_eq!(read(&kernel, 0x1000, 8, 1), Err(AV));
+        assert_eq!(read(&kernel, m - 4, 8, 1), Err(AV));
+        assert_eq!(kernel.write(m + page_size() - 4, &[1; 8], 1), Err(AV));
+    }
+}
+
+#[test]
+fn non_canonical_addresses() {
+    let addrs = [
+        1 << 47,
+        0x1234_5678_9abc_def0,
+        0x8000_0000_0000_0000,
+        0xffff_8000_0000_0000,
+        0xffff_ffff_ff60_0000,
+    ];
+    for addr in addrs {
+        for space in spaces().chain(BACKENDS.map(|b| HostSpace::kernel().with_backend(b))) {
+            assert_eq!(read(&space, addr, 8, 8), Err(AV), "{addr:#x} {space:?}");
+            assert_eq!(read(&space, addr, 5000, 1), Err(AV), "{addr:#x} {space:?}");
+            assert_eq!(space.write(addr, &[0; 8], 8), Err(AV));
+        }
+    }
+    // A range that starts canonical and runs into the hole: kernel mode
+    // copies up to the #GP and reports the fault.
+    let kernel = HostSpace::kernel();
+    assert_eq!(read(&kernel, (1 << 47) - 8, 16, 1), Err(AV));
+}
+
+#[test]
+fn kernel_buffers_are_rejected_in_user_mode_and_readable_in_kernel_mode() {
+    let secret: Vec<u8> = (0..48).map(|i| 0xA0 ^ i).collect();
+    let mut kb = KernelBuffer::from_bytes(&secret).unwrap();
+    let (k, len) = (kb.addr(), kb.len());
+    assert_eq!(k % 16, 0, "pool-like alignment");
+    assert_eq!(len, 48);
+    assert_eq!(kb.as_slice(), &secret[..]);
+    assert!(is_kernel_range(k, 1) && is_kernel_range(k + len - 1, 1) && is_kernel_range(k, 0));
+    assert!(!is_kernel_range(k + len, 8) && !is_kernel_range(k - 8, 8));
+    for space in spaces() {
+        assert_eq!(read(&space, k, len, 1), Err(AV));
+        assert_eq!(read(&space, k + len - 1, 1, 1), Err(AV), "last byte");
+        assert_eq!(read(&space, k - 8, 9, 1), Err(AV), "first byte, from below");
+        assert_eq!(read(&space, k - 64, 1024, 1), Err(AV), "covers it");
+        assert!(UserPtr::<[u8; 48]>::new(k).capture(&space).is_err());
+        assert!(
+            UserSlice::<u8>::new(k + 8, 8)
+                .unwrap()
+                .capture(&space)
+                .is_err()
+        );
+        // Just outside: the probe lets it through (ordinary heap memory).
+        assert!(read(&space, k - 8, 8, 8).is_ok());
+        assert!(read(&space, k + len, 8, 8).is_ok());
+    }
+    for backend in BACKENDS {
+        let kernel = HostSpace::kernel().with_backend(backend);
+        assert_eq!(read(&kernel, k, len, 1), Ok(secret.clone()));
+        let captured = UserPtr::<[u8; 48]>::new(k).capture(&kernel).unwrap();
+        assert_eq!(&captured[..], &secret[..]);
+        // Kernel mode may read it, but no HostSpace writes it.
+        assert_eq!(kernel.write(k, &[0; 8], 1), Err(AV));
+    }
+    assert_eq!(kb.as_slice(), &secret[..]);
+    kb.as_mut_slice()[0] = 0;
+    assert_eq!(kb.as_slice()[0], 0);
+    drop(kb);
+    assert!(!is_kernel_range(k, len), "unregistered on drop");
+
+    let empty = KernelBuffer::new(0).unwrap();
+    assert!(empty.is_empty() && empty.as_slice().is_empty());
+    assert!(format!("{empty:?}").contains("KernelBuffer"));
+}
+
+#[test]
+fn many_kernel_buffers_register_and_unregister() {
+    let buffers: Vec<KernelBuffer> = (1..=100).map(|n| KernelBuffer::new(n).unwrap()).collect();
+    for b in &buffers {
+        assert!(is_kernel_range(b.addr(), b.len()));
+        assert_eq!(read(&HostSpace::new(), b.addr(), 1, 1), Err(AV));
+    }
+    let addrs: Vec<(usize, usize)> = buffers.iter().map(|b| (b.addr(), b.len())).collect();
+    drop(buffers);
+    // Other tests run in parallel and may own buffers at reused addresses;
+    // most of ours must be gone.
+    let still = addrs
+        .iter()
+        .filter(|&&(a, l)| is_kernel_range(a, l))
+        .count();
+    assert!(still < 50, "{still} of 100 still registered");
+}
+
+#[test]
+fn writes_go_to_user_memory_only() {
+    let gp = GuardedPage::new();
+    let m = gp.addr();
+    let mut heap = vec![0x11_u8; 64];
+    let heap_addr = heap.as_mut_ptr().addr();
+    for space in spaces().chain([HostSpace::kernel()]) {
+        assert_eq!(space.write(heap_addr, &[0xEE; 16], 1), Err(AV));
+        assert_eq!(space.write(m, &[0xEE; 16], 1), Ok(()));
+        assert_eq!(
+            space.write(m + page_size() - 8, &[0xEE; 16], 1),
+            Err(AV),
+            "into the guard page"
+        );
+        let mut writer = UserWriter::user(m + 64, 16);
+        writer.write(&space, &0x0102_0304_u32).unwrap();
+        writer.write_bytes(&space, &[9; 12]).unwrap();
+        assert_eq!(
+            writer.write_bytes(&space, &[1]),
+            Err(CaptureError::BufferTooSmall)
+        );
+        assert_eq!(writer.finish(), 16);
+        let mut writer = UserWriter::user(heap_addr, 16);
+        assert_eq!(writer.write(&space, &1u64), Err(AV));
+    }
+    assert!(heap.iter().all(|&b| b == 0x11), "heap untouched");
+    heap.clear();
+    let mut back = [0u8; 16];
+    gp.memory().read_at(page_size() + 64, &mut back).unwrap();
+    assert_eq!(&back[..4], &0x0102_0304_u32.to_le_bytes());
+    assert_eq!(&back[4..], &[9; 12]);
+}
+
+#[test]
+fn captures_from_user_memory() {
+    let gp = GuardedPage::new();
+    let m = gp.addr();
+    let data: Vec<u8> = (0..page_size()).map(common::pattern).collect();
+    gp.write(0, &data);
+    for space in spaces() {
+        let words = UserSlice::<u32>::new(m + 16, 10)
+            .unwrap()
+            .capture(&space)
+            .unwrap();
+        assert_eq!(words.as_bytes(), &data[16..56]);
+        let whole = UserSlice::<u8>::new(m, page_size())
+            .unwrap()
+            .capture(&space)
+            .unwrap();
+        assert_eq!(&whole[..], &data[..]);
+        let fault = UserSlice::<u8>::new(m + 8, page_size())
+            .unwrap()
+            .capture(&space);
+        assert_eq!(fault.unwrap_err(), AV);
+        let limited = space.with_limits(Limits {
+            max_capture: 16,
+            max_request: 32,
+        });
+        let big = UserSlice::<u8>::new(m, 17).unwrap().capture(&limited);
+        assert_eq!(big.unwrap_err(), CaptureError::TooLarge);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigbus_through_host_space() {
+    let page = page_size();
+    let mem = UserMemory::shared_file(2 * page).unwrap();
+    mem.fill(0x77).unwrap();
+    mem.set_file_len(page).unwrap();
+    let base = mem.addr();
+    for space in spaces().chain([HostSpace::kernel()]) {
+        let first = UserSlice::<u8>::new(base, page)
+            .unwrap()
+            .capture(&space)
+            .unwrap();
+        assert!(first.iter().all(|&b| b == 0x77));
+        let both = UserSlice::<u8>::new(base, 2 * page)
+            .unwrap()
+            .capture(&space);
+        assert_eq!(both.unwrap_err(), AV);
+        assert_eq!(read(&space, base + page - 4, 8, 4), Err(AV));
+        assert_eq!(space.write(base + page - 4, &[1; 8], 4), Err(AV));
+        assert_eq!(space.write(base + page - 8, &[0x77; 8], 8), Ok(()));
+    }
+    assert!(usercap_host::guarded::is_guarded());
+    let _ = Prot::ReadWrite;
+}

@@ -1,0 +1,369 @@
+//! `usercap demo`: the guided tour, the first thing a newcomer runs.
+//!
+//! Part 1 sends every IOCTL once and says what hazard it shows. Part 2 sends
+//! a few hostile requests. Part 3 is the point of the project: the same
+//! racing thread against a SUM handler written the classic way (validate the
+//! count, fetch it again to use it) and against usercap's `Captured` SUM.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use usercap::NtStatus;
+use usercap::zerocopy::{FromBytes, IntoBytes};
+use usercap_protocol::{Config, IOCTL_SUM, MAX_SUM_VALUES, SumReply, SumRequest, checksum};
+
+use crate::ops::{Client, OpError};
+use crate::transport::{Call, Pages, Transport};
+
+/// What one side of the race saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RaceTally {
+    /// Rounds completed.
+    pub rounds: u32,
+    /// Rounds accepted with the count the handler validated (4).
+    pub consistent: u32,
+    /// Rounds refused cleanly (the count was over the limit when captured).
+    pub refused: u32,
+    /// Rounds where the handler acted on a count other than the one it
+    /// validated: it read past its validated bound.
+    pub past_bound: u32,
+}
+
+/// Races a thread flipping the SUM count between 4 and one over the limit
+/// against `rounds` SUM requests.
+///
+/// # Errors
+/// If memory cannot be set up or the transport fails.
+pub fn race_sum(transport: &dyn Transport, rounds: u32) -> Result<RaceTally, String> {
+    // Header, then room for every value a bad count could reach, all mapped,
+    // so that a handler reading too far returns rather than faults.
+    let values_len = (usize::try_from(MAX_SUM_VALUES).unwrap_or(0) + 2) * 4;
+    let pages = Pages::new(0x1000 + values_len + 0x1000).map_err(|e| e.to_string())?;
+    let header = pages.addr();
+    let values = header + 0x1000;
+    pages
+        .write(0x1000, [1u32, 2, 3, 4].as_bytes())
+        .map_err(|e| e.to_string())?;
+    pages
+        .write(
+            0,
+            SumRequest {
+                count: 4,
+                values: values as u64,
+            }
+            .as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+    let out = Pages::new(16).map_err(|e| e.to_string())?;
+    let call = Call {
+        code: IOCTL_SUM,
+        input: header,
+        input_len: 16,
+        output: out.addr(),
+        output_len: 16,
+    };
+    let stop = AtomicBool::new(false);
+    let mut tally = RaceTally::default();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = pages.write(0, &(MAX_SUM_VALUES + 1).to_le_bytes());
+                let _ = pages.write(0, &4u64.to_le_bytes());
+            }
+        });
+        let result = (|| -> Result<(), String> {
+            for _ in 0..rounds {
+                let outcome = transport.call(&call).map_err(|e| e.to_string())?;
+                tally.rounds += 1;
+                match outcome.status {
+                    NtStatus::STATUS_SUCCESS => {
+                        let bytes = out.read(0, 16).map_err(|e| e.to_string())?;
+                        let reply = SumReply::read_from_bytes(&bytes).map_err(|_| "short reply")?;
+                        if reply.count == 4 && reply.sum == 10 {
+                            tally.consistent += 1;
+                        } else {
+                            tally.past_bound += 1;
+                        }
+                    }
+                    NtStatus::STATUS_INVALID_BUFFER_SIZE | NtStatus::STATUS_INVALID_PARAMETER => {
+                        tally.refused += 1;
+                    }
+                    _ => tally.past_bound += 1,
+                }
+            }
+            Ok(())
+        })();
+        stop.store(true, Ordering::Relaxed);
+        result
+    })?;
+    Ok(tally)
+}
+
+fn line(out: &mut dyn Write, text: &str) {
+    let _ = writeln!(out, "{text}");
+}
+
+fn shown<T>(result: Result<T, OpError>) -> String {
+    match result {
+        Ok(_) => "accepted (unexpected)".to_owned(),
+        Err(OpError::Status(s)) => s.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn tour(client: &Client<'_>, out: &mut dyn Write) -> Result<(), OpError> {
+    line(out, "1. Every IOCTL once");
+    let echoed = client.echo(b"hello, kernel")?;
+    line(
+        out,
+        &format!(
+            "   ECHO       BUFFERED  {:?} came back, {} bytes: the input is captured out of the\n              SystemBuffer before the reply is written over it, and Information is exactly\n              what was written, so no stale pool follows it.",
+            String::from_utf8_lossy(&echoed),
+            echoed.len()
+        ),
+    );
+    let sum = client.sum(&(1..=10).collect::<Vec<u32>>())?;
+    line(
+        out,
+        &format!(
+            "   SUM        NEITHER   1 + ... + 10 = {}: the header (count + pointer) is captured once, the\n              count is checked on the kernel copy, then the {} values are captured once.",
+            sum.sum, sum.count
+        ),
+    );
+    let message = client.message(7, &[10, 20, 30])?;
+    line(
+        out,
+        &format!(
+            "   MESSAGE    BUFFERED  kind {}, {} items, sum {}: the count is checked against the bytes\n              actually captured, never against what the header claims.",
+            message.kind, message.count, message.sum
+        ),
+    );
+    client.set_name("usercap demo")?;
+    let name = client.get_name()?;
+    line(
+        out,
+        &format!(
+            "   SET_NAME   NEITHER   a UNICODE_STRING with an embedded Buffer: its lengths are checked on\n   GET_NAME   BUFFERED  the captured struct, then Length bytes are captured: {name:?}."
+        ),
+    );
+    let v1 = client.configure(
+        1,
+        Config {
+            flags: 1,
+            level: 3,
+            quota: 0,
+        },
+        0,
+    )?;
+    let v3 = client.configure(
+        3,
+        Config {
+            flags: 1,
+            level: 4,
+            quota: 9,
+        },
+        0,
+    )?;
+    line(
+        out,
+        &format!(
+            "   CONFIGURE  BUFFERED  versioned structs: v1 (8 bytes) is zero-extended (quota {}), v3 with\n              a zero tail is accepted (level {}), v3 with a non-zero tail: {}.",
+            v1.quota,
+            v3.level,
+            shown(client.configure(3, Config::default(), 1))
+        ),
+    );
+    let segments = [b"two levels".to_vec(), b" of pointers".to_vec()];
+    let batch = client.batch(&segments)?;
+    let expected = checksum(segments.iter().map(Vec::as_slice));
+    line(
+        out,
+        &format!(
+            "   BATCH      NEITHER   {} segments, {} bytes, checksum {:#x} ({}): the table and each segment\n              are captured once, under one byte budget checked before any data.",
+            batch.segments,
+            batch.total_bytes,
+            batch.checksum,
+            if batch.checksum == expected {
+                "matches"
+            } else {
+                "MISMATCH"
+            }
+        ),
+    );
+    let stats = client.stats()?;
+    line(
+        out,
+        &format!(
+            "   STATS      BUFFERED  {} requests succeeded so far; the reply type has no padding, so no\n              uninitialised kernel byte can be in it.",
+            stats.echo
+                + stats.sum
+                + stats.message
+                + stats.set_name
+                + stats.get_name
+                + stats.configure
+                + stats.batch
+                + stats.stats
+        ),
+    );
+    Ok(())
+}
+
+fn hostile(client: &Client<'_>, out: &mut dyn Write) {
+    line(out, "\n2. Hostile input gets a clean error, never a crash");
+    let kernel = crate::attack::KERNEL;
+    let cases: [(&str, Call); 4] = [
+        (
+            "null input pointer",
+            Call {
+                code: IOCTL_SUM,
+                input: 0,
+                input_len: 16,
+                output: 0,
+                output_len: 0,
+            },
+        ),
+        (
+            "kernel input pointer",
+            Call {
+                code: IOCTL_SUM,
+                input: kernel,
+                input_len: 16,
+                output: 0,
+                output_len: 0,
+            },
+        ),
+        (
+            "unknown IOCTL code",
+            Call {
+                code: 0x1234_5678,
+                ..Call::default()
+            },
+        ),
+        (
+            "zero length, bogus pointer (ECHO)",
+            Call {
+                code: usercap_protocol::IOCTL_ECHO,
+                input: 0xDEAD_0000,
+                ..Call::default()
+            },
+        ),
+    ];
+    for (what, call) in cases {
+        let result = client
+            .raw(&call)
+            .map_or_else(|e| e.to_string(), |o| o.status.to_string());
+        line(out, &format!("   {what:<36} -> {result}"));
+    }
+    line(
+        out,
+        &format!(
+            "   {:<36} -> {}",
+            "SUM count whose byte size overflows",
+            shown(overflowing_sum(client))
+        ),
+    );
+}
+
+fn overflowing_sum(client: &Client<'_>) -> Result<(), OpError> {
+    let pages = Pages::new(64)?;
+    pages.write(
+        0,
+        SumRequest {
+            count: 1 << 62,
+            values: pages.addr() as u64,
+        }
+        .as_bytes(),
+    )?;
+    let outcome = client.raw(&Call {
+        code: IOCTL_SUM,
+        input: pages.addr(),
+        input_len: 16,
+        output: pages.addr() + 32,
+        output_len: 16,
+    })?;
+    if outcome.status.is_success() {
+        Ok(())
+    } else {
+        Err(OpError::Status(outcome.status))
+    }
+}
+
+/// Runs the tour; returns the exit code.
+pub fn run(transport: &dyn Transport, rounds: u32, out: &mut dyn Write) -> u8 {
+    line(
+        out,
+        &format!("usercap demo on the {} device\n", transport.name()),
+    );
+    let client = match Client::new(transport) {
+        Ok(c) => c,
+        Err(e) => {
+            line(out, &format!("error: {e}"));
+            return 3;
+        }
+    };
+    if let Err(e) = tour(&client, out) {
+        line(out, &format!("error: {e}"));
+        return 1;
+    }
+    hostile(&client, out);
+    line(
+        out,
+        &format!(
+            "\n3. The double fetch, side by side\n   A second thread flips the SUM count between 4 and {} while {rounds} SUM requests run.",
+            MAX_SUM_VALUES + 1
+        ),
+    );
+    let captured = match race_sum(transport, rounds) {
+        Ok(t) => t,
+        Err(e) => {
+            line(out, &format!("error: {e}"));
+            return 3;
+        }
+    };
+    let naive = naive_race(rounds);
+    if let Some(naive) = &naive {
+        match naive {
+            Ok(t) => line(
+                out,
+                &format!(
+                    "   naive handler (probe, read count, validate, read count again): {:>6} of {} rounds read past the validated bound",
+                    t.past_bound, t.rounds
+                ),
+            ),
+            Err(e) => line(out, &format!("   naive handler: error: {e}")),
+        }
+    }
+    line(
+        out,
+        &format!(
+            "   usercap Captured handler (capture once, validate the copy):    {:>6} of {} rounds read past the validated bound\n   ({} rounds accepted with count 4, {} refused because the count captured was over the limit)",
+            captured.past_bound, captured.rounds, captured.consistent, captured.refused
+        ),
+    );
+    if naive.is_none() {
+        line(
+            out,
+            "   (the naive handler exists only in the simulated device; run the demo on Linux to see it fail)",
+        );
+    }
+    line(
+        out,
+        "\nNext: `usercap attack` runs the whole hostile-input and race suite.",
+    );
+    u8::from(captured.past_bound != 0)
+}
+
+#[cfg(unix)]
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "None on platforms without the simulated device"
+)]
+fn naive_race(rounds: u32) -> Option<Result<RaceTally, String>> {
+    let naive = crate::sim::SimTransport::with_driver(crate::sim::WithNaiveSum::default());
+    Some(race_sum(&naive, rounds))
+}
+
+#[cfg(not(unix))]
+fn naive_race(_: u32) -> Option<Result<RaceTally, String>> {
+    None
+}

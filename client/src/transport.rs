@@ -1,0 +1,369 @@
+//! Transports: how the client reaches a usercap device, and the user memory
+//! it builds requests in.
+//!
+//! Both transports take raw addresses in this process, exactly what
+//! `DeviceIoControl` takes, so every scenario of the attack suite (null,
+//! kernel, guard-page and racing pointers) runs unchanged on both:
+//!
+//! - `windows`: `\\.\UserCap` (or the device interface) and
+//!   `NtDeviceIoControlFile`, the native call under `DeviceIoControl`, which
+//!   returns the exact NTSTATUS and `Information`;
+//! - `sim`: the in-process model: `IoManager` + `Device` on `HostSpace`,
+//!   real memory with real faults.
+
+use core::fmt;
+
+use usercap::NtStatus;
+
+/// One `DeviceIoControl` call with raw addresses in this process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Call {
+    /// `dwIoControlCode`.
+    pub code: u32,
+    /// `lpInBuffer`.
+    pub input: usize,
+    /// `nInBufferSize`.
+    pub input_len: usize,
+    /// `lpOutBuffer`.
+    pub output: usize,
+    /// `nOutBufferSize`.
+    pub output_len: usize,
+}
+
+/// How the device completed a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The request's NTSTATUS.
+    pub status: NtStatus,
+    /// `IoStatus.Information`.
+    pub information: usize,
+}
+
+/// Why a call did not even reach a completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The device could not be opened.
+    Open(String),
+    /// The simulated I/O manager caught the driver breaking a rule that
+    /// Driver Verifier checks (it would have bugchecked).
+    Verifier(String),
+    /// User memory for the request could not be set up.
+    Memory(String),
+    /// The transport is not available on this platform.
+    Unavailable(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Open(why) => write!(f, "cannot open the usercap device: {why}"),
+            Self::Verifier(why) => write!(f, "Driver Verifier violation: {why}"),
+            Self::Memory(why) => write!(f, "user memory: {why}"),
+            Self::Unavailable(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A way to send IOCTLs to a usercap device.
+pub trait Transport: Send + Sync {
+    /// `"sim"` or `"windows"`.
+    fn name(&self) -> &'static str;
+    /// Sends one call.
+    ///
+    /// # Errors
+    /// [`Error`] when no completion could be had.
+    fn call(&self, call: &Call) -> Result<Outcome, Error>;
+}
+
+/// Access of user pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `PAGE_NOACCESS` / `PROT_NONE`: a guard page.
+    None,
+    /// Read-only.
+    Read,
+    /// Read and write.
+    ReadWrite,
+}
+
+/// Page-granular user memory the client builds requests in, which other
+/// threads may rewrite while a request runs.
+pub struct Pages {
+    inner: imp::Pages,
+}
+
+impl fmt::Debug for Pages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pages")
+            .field("addr", &format_args!("{:#x}", self.addr()))
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Pages {
+    /// At least `len` bytes of zeroed read-write memory, page-aligned.
+    ///
+    /// # Errors
+    /// [`Error::Memory`] if the OS refuses.
+    pub fn new(len: usize) -> Result<Self, Error> {
+        imp::Pages::new(len.max(1)).map(|inner| Self { inner })
+    }
+
+    /// The start address.
+    #[must_use]
+    pub fn addr(&self) -> usize {
+        self.inner.addr()
+    }
+
+    /// The size in bytes (whole pages).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Always false: pages are at least one page long.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The OS page size.
+    #[must_use]
+    pub fn page_size() -> usize {
+        imp::page_size()
+    }
+
+    /// Writes bytes at `offset`. Safe to call while other threads (and the
+    /// device) read or write the same pages.
+    ///
+    /// # Errors
+    /// [`Error::Memory`] if the range is outside the pages or not writable.
+    pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
+        self.check(offset, bytes.len())?;
+        self.inner.write(offset, bytes)
+    }
+
+    /// Reads `len` bytes at `offset`.
+    ///
+    /// # Errors
+    /// [`Error::Memory`] if the range is outside the pages or not readable.
+    pub fn read(&self, offset: usize, len: usize) -> Result<Vec<u8>, Error> {
+        self.check(offset, len)?;
+        self.inner.read(offset, len)
+    }
+
+    /// Changes the access of whole pages covering `[offset, offset + len)`.
+    ///
+    /// # Errors
+    /// [`Error::Memory`] if the OS refuses.
+    pub fn protect(&self, offset: usize, len: usize, access: Access) -> Result<(), Error> {
+        self.check(offset, len)?;
+        self.inner.protect(offset, len, access)
+    }
+
+    fn check(&self, offset: usize, len: usize) -> Result<(), Error> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len() => Ok(()),
+            _ => Err(Error::Memory(format!(
+                "range {offset:#x}+{len:#x} is outside {:#x} bytes of pages",
+                self.len()
+            ))),
+        }
+    }
+}
+
+#[cfg(unix)]
+mod imp {
+    use usercap_host::{Prot, UserMemory};
+
+    use super::{Access, Error};
+
+    pub struct Pages(UserMemory);
+
+    pub fn page_size() -> usize {
+        usercap_host::guarded::page_size()
+    }
+
+    impl Pages {
+        pub fn new(len: usize) -> Result<Self, Error> {
+            UserMemory::new(len)
+                .map(Pages)
+                .map_err(|e| Error::Memory(e.to_string()))
+        }
+        pub fn addr(&self) -> usize {
+            self.0.addr()
+        }
+        pub fn len(&self) -> usize {
+            self.0.len()
+        }
+        pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
+            self.0
+                .write_at(offset, bytes)
+                .map_err(|e| Error::Memory(e.to_string()))
+        }
+        pub fn read(&self, offset: usize, len: usize) -> Result<Vec<u8>, Error> {
+            let mut out = vec![0; len];
+            self.0
+                .read_at(offset, &mut out)
+                .map_err(|e| Error::Memory(e.to_string()))?;
+            Ok(out)
+        }
+        pub fn protect(&self, offset: usize, len: usize, access: Access) -> Result<(), Error> {
+            let prot = match access {
+                Access::None => Prot::None,
+                Access::Read => Prot::Read,
+                Access::ReadWrite => Prot::ReadWrite,
+            };
+            self.0
+                .protect(offset, len, prot)
+                .map_err(|e| Error::Memory(e.to_string()))
+        }
+    }
+}
+
+#[cfg(windows)]
+mod imp {
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    use windows_sys::Win32::System::Memory::{
+        MEM_COMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE,
+        VirtualAlloc, VirtualFree, VirtualProtect,
+    };
+    use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
+
+    use super::{Access, Error};
+
+    /// Committed pages from `VirtualAlloc`, owned by this value. Rust never
+    /// holds a reference into them: every access is an atomic byte access
+    /// through a raw pointer, so racing threads and the device reading the
+    /// same bytes is defined behaviour.
+    pub struct Pages {
+        base: usize,
+        len: usize,
+    }
+
+    pub fn page_size() -> usize {
+        let mut info = SYSTEM_INFO::default();
+        // SAFETY: `info` is a valid, writable SYSTEM_INFO; GetSystemInfo only fills it.
+        unsafe { GetSystemInfo(&raw mut info) };
+        usize::try_from(info.dwPageSize).unwrap_or(4096)
+    }
+
+    impl Pages {
+        pub fn new(len: usize) -> Result<Self, Error> {
+            let page = page_size();
+            let len = len.div_ceil(page).saturating_mul(page);
+            // SAFETY: a fresh reservation at an address of the OS's choosing;
+            // no existing memory is affected.
+            let base = unsafe {
+                VirtualAlloc(
+                    core::ptr::null(),
+                    len,
+                    MEM_COMMIT | MEM_RESERVE,
+                    PAGE_READWRITE,
+                )
+            };
+            if base.is_null() {
+                return Err(Error::Memory(format!(
+                    "VirtualAlloc of {len} bytes failed: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            Ok(Self {
+                base: base as usize,
+                len,
+            })
+        }
+        pub fn addr(&self) -> usize {
+            self.base
+        }
+        pub fn len(&self) -> usize {
+            self.len
+        }
+        fn byte(&self, offset: usize) -> &AtomicU8 {
+            // SAFETY: callers check `offset < self.len`; the pages are
+            // committed for as long as `self` lives, `AtomicU8` has the
+            // alignment and size of `u8`, and all accesses to these pages
+            // from Rust are atomic.
+            unsafe { AtomicU8::from_ptr((self.base + offset) as *mut u8) }
+        }
+        pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
+            self.require(offset, bytes.len(), Access::ReadWrite)?;
+            for (i, &b) in bytes.iter().enumerate() {
+                self.byte(offset + i).store(b, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+        pub fn read(&self, offset: usize, len: usize) -> Result<Vec<u8>, Error> {
+            self.require(offset, len, Access::Read)?;
+            Ok((0..len)
+                .map(|i| self.byte(offset + i).load(Ordering::Relaxed))
+                .collect())
+        }
+        /// Pages this client protected are tracked nowhere else, so a
+        /// client-side access to a guard page is refused here rather than
+        /// faulting.
+        fn require(&self, offset: usize, len: usize, need: Access) -> Result<(), Error> {
+            use windows_sys::Win32::System::Memory::{MEMORY_BASIC_INFORMATION, VirtualQuery};
+            let page = page_size();
+            let mut at = offset - offset % page;
+            while at < offset + len {
+                let mut info = MEMORY_BASIC_INFORMATION::default();
+                // SAFETY: `info` is a valid out-parameter of the size passed.
+                let got = unsafe {
+                    VirtualQuery(
+                        (self.base + at) as *const _,
+                        &raw mut info,
+                        core::mem::size_of::<MEMORY_BASIC_INFORMATION>(),
+                    )
+                };
+                let ok = got != 0
+                    && match need {
+                        Access::ReadWrite => info.Protect == PAGE_READWRITE,
+                        Access::Read => {
+                            info.Protect == PAGE_READWRITE || info.Protect == PAGE_READONLY
+                        }
+                        Access::None => true,
+                    };
+                if !ok {
+                    return Err(Error::Memory(format!(
+                        "page at offset {at:#x} is not accessible"
+                    )));
+                }
+                at += page;
+            }
+            Ok(())
+        }
+        pub fn protect(&self, offset: usize, len: usize, access: Access) -> Result<(), Error> {
+            let protect = match access {
+                Access::None => PAGE_NOACCESS,
+                Access::Read => PAGE_READONLY,
+                Access::ReadWrite => PAGE_READWRITE,
+            };
+            let mut old = 0;
+            // SAFETY: the range lies within pages this value owns (checked by
+            // the caller); no Rust reference points into them.
+            let ok = unsafe {
+                VirtualProtect((self.base + offset) as *const _, len, protect, &raw mut old)
+            };
+            if ok == 0 {
+                return Err(Error::Memory(format!(
+                    "VirtualProtect failed: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            Ok(())
+        }
+    }
+
+    impl Drop for Pages {
+        fn drop(&mut self) {
+            // SAFETY: `base` came from VirtualAlloc and is released once, here;
+            // size 0 is required with MEM_RELEASE.
+            unsafe { VirtualFree(self.base as *mut _, 0, MEM_RELEASE) };
+        }
+    }
+}

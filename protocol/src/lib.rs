@@ -256,7 +256,8 @@ pub const USER_DEVICE_PATH: &str = r"\\.\UserCap";
 pub const SYMBOLIC_LINK_NAME: &str = r"\DosDevices\UserCap";
 /// The hardware ID of the root-enumerated device.
 pub const HARDWARE_ID: &str = r"Root\UserCap";
-/// The service (and binary) name.
+/// The service name. The binary is `usercap_driver.sys`: the WDK packaging
+/// tools name it after the driver crate's package (see docs/design.md).
 pub const SERVICE_NAME: &str = "usercap";
 /// The SDDL applied to the device: SYSTEM and Administrators, full access.
 pub const DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";

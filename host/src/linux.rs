@@ -43,9 +43,8 @@
 use core::fmt;
 
 use usercap::{CaptureError, DEFAULT_PROBE_LIMIT, errno};
-use zerocopy::FromZeros;
 
-use crate::guarded;
+use crate::guarded::{self, Backend};
 use crate::kernel::is_kernel_range;
 
 /// The end of user memory for the facade: `MmUserProbeAddress`, the probe
@@ -290,7 +289,9 @@ pub fn strncpy_from_user(dst: &mut [u8], src: usize) -> Result<usize, Errno> {
 }
 
 /// `memdup_user(src, len)`: allocates a kernel buffer and copies `len` user
-/// bytes into it, the closest Linux twin of usercap's `CapturedBytes`.
+/// bytes into it, the closest Linux twin of usercap's `CapturedBytes`. The
+/// buffer is not zero-filled first: the copy writes it once
+/// ([`guarded::copy_from_to_vec`]).
 ///
 /// # Errors
 /// `ENOMEM` if `len` is above [`KMALLOC_MAX_SIZE`] or the allocation fails
@@ -299,11 +300,16 @@ pub fn memdup_user(src: usize, len: usize) -> Result<Box<[u8]>, Errno> {
     if len > KMALLOC_MAX_SIZE {
         return Err(Errno::ENOMEM);
     }
-    let mut buffer = <[u8]>::new_box_zeroed_with_elems(len).map_err(|_| Errno::ENOMEM)?;
-    if copy_from_user(&mut buffer, src) != 0 {
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+    if !access_ok(src, len) {
         return Err(Errno::EFAULT);
     }
-    Ok(buffer)
+    guarded::speculation_barrier();
+    if guarded::copy_from_to_vec(Backend::Guarded, &mut buffer, src, len) != 0 {
+        return Err(Errno::EFAULT);
+    }
+    Ok(buffer.into_boxed_slice())
 }
 
 /// [`check_zeroed_user`]'s chunk size: chunks end on multiples of it, so a

@@ -5,6 +5,9 @@
 /// Whether this target has the exception-table routines.
 const GUARDED: bool = cfg!(all(target_arch = "x86_64", target_os = "linux"));
 
+mod common;
+
+use common::{GuardedPage, pattern};
 use usercap::CaptureError;
 use usercap_host::guarded::{self as g, Backend, page_size};
 use usercap_host::{Prot, UserMemory};
@@ -186,4 +189,42 @@ fn user_memory_accessors() {
     mem.read_at(page, &mut buf).unwrap();
     assert_eq!(buf, [3; 16]);
     assert_eq!(g::is_guarded(), GUARDED);
+}
+
+/// `copy_from_to_vec`: straight into spare capacity, growing by the copied
+/// prefix, never past the capacity.
+#[test]
+fn copy_from_to_vec_grows_by_the_copied_prefix() {
+    let gp = GuardedPage::new();
+    let page = page_size();
+    let data: Vec<u8> = (0..page).map(pattern).collect();
+    gp.write(0, &data);
+    for backend in BACKENDS {
+        let mut out = Vec::with_capacity(300);
+        out.extend_from_slice(b"head");
+        assert_eq!(
+            g::copy_from_to_vec(backend, &mut out, gp.addr() + 10, 100),
+            0
+        );
+        assert_eq!(out.len(), 104);
+        assert_eq!(&out[..4], b"head");
+        assert!(out[4..] == data[10..110]);
+        // Into the guard page: the prefix only.
+        assert_eq!(
+            g::copy_from_to_vec(backend, &mut out, gp.addr() + page - 50, 150),
+            100
+        );
+        assert_eq!(out.len(), 154);
+        assert!(out[104..] == data[page - 50..]);
+        // More than the spare capacity: nothing read.
+        let spare = out.capacity() - out.len();
+        assert_eq!(
+            g::copy_from_to_vec(backend, &mut out, gp.addr(), spare + 1),
+            spare + 1
+        );
+        assert_eq!(out.len(), 154);
+        assert_eq!(g::copy_from_to_vec(backend, &mut out, 0, 0), 0);
+        assert_eq!(g::copy_from_to_vec(backend, &mut out, 0, 8), 8);
+        assert_eq!(out.len(), 154);
+    }
 }

@@ -276,18 +276,16 @@ pub(super) fn install() {
     });
 }
 
-pub(super) fn copy_from(dst: &mut [u8], src: usize) -> usize {
-    // SAFETY: `dst` is valid for `dst.len()` writes. `src` is only read,
-    // by the listed load instructions; a fault there is claimed by the
+/// # Safety
+/// `dst` must be valid for `len` writes and not aliased by any reference
+/// for the duration of the call (it may be uninitialised).
+pub(super) unsafe fn copy_from(dst: *mut u8, len: usize, src: usize) -> usize {
+    // SAFETY: `dst` is valid for `len` writes (our contract). `src` is only
+    // read, by the listed load instructions; a fault there is claimed by the
     // (active) handler and becomes a short count. `src..src+len` does not
-    // wrap (checked by `access_ok`). No Rust reference to `src` exists.
-    unsafe {
-        usercap_copy_from(
-            dst.as_mut_ptr(),
-            std::ptr::with_exposed_provenance(src),
-            dst.len(),
-        )
-    }
+    // wrap (checked by the caller's `range_ok`). No Rust reference to `src`
+    // exists.
+    unsafe { usercap_copy_from(dst, std::ptr::with_exposed_provenance(src), len) }
 }
 
 pub(super) fn copy_to(dst: usize, src: &[u8]) -> usize {

@@ -232,18 +232,60 @@ pub fn clear(dst: usize, len: usize) -> usize {
 #[must_use]
 #[inline]
 pub fn copy_from_with(backend: Backend, dst: &mut [u8], src: usize) -> usize {
-    if dst.is_empty() {
+    // SAFETY: a `&mut [u8]` is valid for `dst.len()` writes and not aliased
+    // while we hold it.
+    unsafe { copy_from_raw(backend, dst.as_mut_ptr(), dst.len(), src) }
+}
+
+/// Appends `len` bytes read from the untrusted address `src` to `out`,
+/// without zero-filling them first: the copy goes straight into `out`'s
+/// spare capacity, as Linux's `memdup_user` copies into a fresh `kmalloc`
+/// buffer.
+///
+/// Returns the number of bytes **not** copied (0 on success); `out` grows
+/// by the bytes that were copied, a prefix of the range. If `out`'s spare
+/// capacity is smaller than `len`, nothing is read and `len` is returned
+/// (reserve first, fallibly).
+#[must_use]
+pub fn copy_from_to_vec(backend: Backend, out: &mut Vec<u8>, src: usize, len: usize) -> usize {
+    let old = out.len();
+    let Some(spare) = out.spare_capacity_mut().get_mut(..len) else {
+        return len;
+    };
+    // SAFETY: `spare` is `len` bytes of `out`'s unused capacity: valid for
+    // writes and not aliased while we hold it; writing uninitialised memory
+    // is what `MaybeUninit` allows.
+    let left = unsafe { copy_from_raw(backend, spare.as_mut_ptr().cast(), len, src) };
+    // The routines write exactly a prefix of `len - left` bytes.
+    let copied = len - left;
+    // SAFETY: the first `copied` bytes of the spare capacity, right after
+    // the old length, were initialised by the copy, and `old + copied` is
+    // within the capacity (`copied <= len <= spare capacity`).
+    unsafe { out.set_len(old + copied) };
+    left
+}
+
+/// The copy from an untrusted address, with the checks every form shares.
+///
+/// # Safety
+/// `dst` must be valid for `len` writes (it may be uninitialised) and not
+/// aliased by any reference during the call.
+#[inline]
+unsafe fn copy_from_raw(backend: Backend, dst: *mut u8, len: usize, src: usize) -> usize {
+    if len == 0 {
         return 0;
     }
-    if !range_ok(src, dst.len()) {
-        return dst.len();
+    if !range_ok(src, len) {
+        return len;
     }
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     if backend == Backend::Guarded && arch::active() {
-        return arch::copy_from(dst, src);
+        // SAFETY: forwarded from our own contract.
+        return unsafe { arch::copy_from(dst, len, src) };
     }
     let _ = backend;
-    vm::read(dst, src)
+    // SAFETY: forwarded from our own contract.
+    unsafe { vm::read(dst, len, src) }
 }
 
 /// [`copy_to`] with an explicit backend.

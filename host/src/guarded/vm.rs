@@ -34,9 +34,11 @@ mod linux {
     /// copied before it, so the count is exact to the byte (accessibility is
     /// page-granular). The retry after a short count covers `MAX_RW_COUNT`
     /// truncation and costs one failing syscall on the error path.
-    pub(crate) fn read(dst: &mut [u8], src: usize) -> usize {
-        let len = dst.len();
-        let base = dst.as_mut_ptr();
+    ///
+    /// # Safety
+    /// `base` must be valid for `len` writes and not aliased by any
+    /// reference for the duration of the call (it may be uninitialised).
+    pub(crate) unsafe fn read(base: *mut u8, len: usize, src: usize) -> usize {
         drive(len, |done| {
             let local = libc::iovec {
                 iov_base: base.wrapping_add(done).cast(),
@@ -46,10 +48,11 @@ mod linux {
                 iov_base: std::ptr::without_provenance_mut(src.wrapping_add(done)),
                 iov_len: len - done,
             };
-            // SAFETY: `local` describes the still-unwritten tail of `dst`,
-            // which we borrow mutably (`done < len`); `remote` is only read by
-            // the kernel, which validates it and fails cleanly on bad pages.
-            // Both iovec arrays have exactly one element.
+            // SAFETY: `local` describes the still-unwritten tail of the
+            // destination, valid for writes by our contract (`done < len`);
+            // `remote` is only read by the kernel, which validates it and
+            // fails cleanly on bad pages. Both iovec arrays have exactly one
+            // element.
             unsafe {
                 libc::process_vm_readv(own_pid(), &raw const local, 1, &raw const remote, 1, 0)
             }
@@ -101,8 +104,8 @@ mod linux {
 /// No fault-safe fallback outside Linux: report that nothing was copied.
 #[cfg(not(target_os = "linux"))]
 mod none {
-    pub(crate) fn read(dst: &mut [u8], _src: usize) -> usize {
-        dst.len()
+    pub(crate) unsafe fn read(_base: *mut u8, len: usize, _src: usize) -> usize {
+        len
     }
     pub(crate) fn write(_dst: usize, src: &[u8]) -> usize {
         src.len()

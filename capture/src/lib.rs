@@ -104,7 +104,7 @@ pub use error::{CaptureError, NtStatus, errno};
 pub use ptr::{Captured, Extensible, UserPtr};
 pub use slice::{CapturedBytes, CapturedCStr, CapturedSlice, CountedLayout, UserSlice};
 pub use space::{
-    AddressSpace, Budgeted, DEFAULT_PROBE_LIMIT, LOWEST_USER_ADDRESS, Limits, Mode,
+    AddressSpace, Budgeted, DEFAULT_PROBE_LIMIT, LOWEST_USER_ADDRESS, Limits, Mode, PoolBlock,
     check_user_range,
 };
 pub use unicode::{CapturedUnicode, WireUnicodeString};

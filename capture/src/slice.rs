@@ -1,7 +1,7 @@
 //! `UserSlice<T>` and its kernel copies: `CapturedSlice<T>`, `CapturedBytes`,
 //! `CapturedCStr`.
 
-use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ops::Deref;
@@ -9,6 +9,7 @@ use core::ops::Deref;
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 use crate::ptr::{Extensible, sized_copy_len};
+use crate::space::PoolBlock;
 use crate::{AddressSpace, CaptureError, Captured};
 
 /// `len` elements of `T` at a user address.
@@ -82,11 +83,8 @@ impl<T: FromBytes + IntoBytes + Immutable> UserSlice<T> {
         let bytes = self.byte_len();
         space.limits().check_capture(bytes)?;
         space.charge(bytes)?;
-        let mut copy = CapturedSlice::zeroed(self.len)?;
-        if bytes > 0 {
-            space.read(self.addr, copy.bytes_mut(), align_of::<T>())?;
-        }
-        Ok(copy)
+        let storage = space.read_to_pool(self.addr, bytes, align_of::<T>())?;
+        CapturedSlice::from_storage(storage, self.len)
     }
 }
 
@@ -203,13 +201,6 @@ impl UserSlice<u8> {
     }
 }
 
-/// The storage unit of captured slices: 16 bytes, 16-aligned, so the kernel
-/// copy can be viewed as `[T]` or parsed as a wire struct for any `T` aligned
-/// to 16 or less (the most `wdk-alloc`'s pool allocations guarantee).
-#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
-#[repr(C, align(16))]
-struct Block([u8; 16]);
-
 /// The kernel copy of a user slice, in one pool allocation.
 ///
 /// In the driver the global allocator is `wdk-alloc`, so the allocation is
@@ -217,7 +208,7 @@ struct Block([u8; 16]);
 /// change it. The allocation is fallible: running out of pool is
 /// [`CaptureError::NoMemory`], never a panic.
 pub struct CapturedSlice<T> {
-    storage: Box<[Block]>,
+    storage: Vec<PoolBlock>,
     len: usize,
     _type: PhantomData<T>,
 }
@@ -228,22 +219,33 @@ pub type CapturedBytes = CapturedSlice<u8>;
 impl<T: FromBytes + IntoBytes + Immutable> CapturedSlice<T> {
     /// A zeroed kernel buffer for `len` elements, allocated fallibly.
     fn zeroed(len: usize) -> Result<Self, CaptureError> {
+        let bytes = len
+            .checked_mul(size_of::<T>())
+            .ok_or(CaptureError::Overflow)?;
+        let storage = PoolBlock::new_vec_zeroed(PoolBlock::blocks_for(bytes))
+            .map_err(|_| CaptureError::NoMemory)?;
+        Self::from_storage(storage, len)
+    }
+
+    /// Wraps storage a backend filled. A backend that returned too few
+    /// blocks is refused rather than trusted.
+    fn from_storage(storage: Vec<PoolBlock>, len: usize) -> Result<Self, CaptureError> {
         const {
             assert!(
                 size_of::<T>() > 0,
                 "captured element types are not zero-sized"
             );
             assert!(
-                align_of::<T>() <= align_of::<Block>(),
+                align_of::<T>() <= align_of::<PoolBlock>(),
                 "pool gives 16-byte alignment at most"
             );
         }
         let bytes = len
             .checked_mul(size_of::<T>())
             .ok_or(CaptureError::Overflow)?;
-        let blocks = bytes.div_ceil(size_of::<Block>());
-        let storage =
-            <[Block]>::new_box_zeroed_with_elems(blocks).map_err(|_| CaptureError::NoMemory)?;
+        if storage.len() < PoolBlock::blocks_for(bytes) {
+            return Err(CaptureError::Invalid);
+        }
         Ok(Self {
             storage,
             len,

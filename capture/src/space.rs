@@ -31,9 +31,32 @@
 //! requests whose `RequestorMode` is `KernelMode`: a kernel caller's pointers
 //! are kernel pointers, and the kernel caller is trusted.
 
+use alloc::vec::Vec;
 use core::cell::Cell;
 
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+
 use crate::CaptureError;
+
+/// The storage unit of captured slices: 16 bytes, 16-aligned.
+///
+/// A kernel copy in `PoolBlock`s can be viewed as `[T]` or parsed as a wire
+/// struct for any `T` aligned to 16 or less, which is the most `wdk-alloc`'s
+/// pool allocations guarantee on x64. Backends see it only to implement
+/// [`AddressSpace::read_to_pool`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C, align(16))]
+pub struct PoolBlock(pub [u8; 16]);
+
+impl PoolBlock {
+    /// How many blocks hold `bytes` bytes.
+    #[must_use]
+    pub const fn blocks_for(bytes: usize) -> usize {
+        bytes.div_ceil(core::mem::size_of::<PoolBlock>())
+    }
+}
 
 /// The lowest address a user buffer may start at: the first 64 KiB of the
 /// address space are never mapped on Windows.
@@ -125,6 +148,35 @@ pub trait AddressSpace {
         Limits::DEFAULT
     }
 
+    /// Copies `len` bytes from `src` into a fresh, fallible pool allocation
+    /// of [`PoolBlock::blocks_for`]`(len)` blocks, with the same probe rules
+    /// as [`read`](Self::read). Bytes of the last block past `len` are zero.
+    ///
+    /// The default allocates zeroed blocks and calls `read`. A backend that
+    /// can copy into uninitialised memory overrides it, so a capture writes
+    /// each byte once instead of zeroing it first (what `memdup_user` does).
+    /// A zero `len` gives an empty vector without touching memory.
+    ///
+    /// # Errors
+    /// `NoMemory` if the allocation fails, and `read`'s errors.
+    fn read_to_pool(
+        &self,
+        src: usize,
+        len: usize,
+        align: usize,
+    ) -> Result<Vec<PoolBlock>, CaptureError> {
+        let mut storage = PoolBlock::new_vec_zeroed(PoolBlock::blocks_for(len))
+            .map_err(|_| CaptureError::NoMemory)?;
+        if len > 0 {
+            let bytes = storage
+                .as_mut_bytes()
+                .get_mut(..len)
+                .ok_or(CaptureError::Invalid)?;
+            self.read(src, bytes, align)?;
+        }
+        Ok(storage)
+    }
+
     /// Charges `bytes` against the current request's budget before they are
     /// allocated. The default has no request budget; [`Budgeted`] adds one.
     ///
@@ -145,6 +197,14 @@ impl<S: AddressSpace + ?Sized> AddressSpace for &S {
     }
     fn write(&self, dst: usize, src: &[u8], align: usize) -> Result<(), CaptureError> {
         (**self).write(dst, src, align)
+    }
+    fn read_to_pool(
+        &self,
+        src: usize,
+        len: usize,
+        align: usize,
+    ) -> Result<Vec<PoolBlock>, CaptureError> {
+        (**self).read_to_pool(src, len, align)
     }
     fn limits(&self) -> Limits {
         (**self).limits()
@@ -234,6 +294,14 @@ impl<S: AddressSpace + ?Sized> AddressSpace for Budgeted<'_, S> {
     }
     fn write(&self, dst: usize, src: &[u8], align: usize) -> Result<(), CaptureError> {
         self.space.write(dst, src, align)
+    }
+    fn read_to_pool(
+        &self,
+        src: usize,
+        len: usize,
+        align: usize,
+    ) -> Result<Vec<PoolBlock>, CaptureError> {
+        self.space.read_to_pool(src, len, align)
     }
     fn limits(&self) -> Limits {
         self.limits

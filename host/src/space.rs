@@ -1,6 +1,8 @@
 //! [`HostSpace`]: `usercap::AddressSpace` over this process's real memory.
 
-use usercap::{AddressSpace, CaptureError, DEFAULT_PROBE_LIMIT, Limits, Mode, check_user_range};
+use usercap::{
+    AddressSpace, CaptureError, DEFAULT_PROBE_LIMIT, Limits, Mode, PoolBlock, check_user_range,
+};
 
 use crate::guarded::{self, Backend};
 use crate::kernel::is_kernel_range;
@@ -143,6 +145,21 @@ impl AddressSpace for HostSpace {
             0 => Ok(()),
             _ => Err(CaptureError::AccessViolation),
         }
+    }
+
+    /// Probes, then copies straight into uninitialised pool: no zero-fill
+    /// before the copy (see `guarded::copy_from_to_pool`).
+    fn read_to_pool(
+        &self,
+        src: usize,
+        len: usize,
+        align: usize,
+    ) -> Result<Vec<PoolBlock>, CaptureError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.probe(src, len, align)?;
+        guarded::copy_from_to_pool(self.backend, src, len)
     }
 
     fn limits(&self) -> Limits {

@@ -316,3 +316,45 @@ fn sigbus_through_host_space() {
     assert!(usercap_host::guarded::is_guarded());
     let _ = Prot::ReadWrite;
 }
+
+#[test]
+fn slice_captures_copy_straight_into_pool_exactly() {
+    // HostSpace overrides read_to_pool to skip the zero-fill; the result
+    // must still be exactly the user's bytes, at every length, and a range
+    // that runs into a guard page must give nothing at all.
+    let page = usercap_host::guarded::page_size();
+    let memory = UserMemory::new(2 * page).unwrap();
+    let bytes: Vec<u8> = (0..page).map(|i| (i * 31 + 7).to_le_bytes()[0]).collect();
+    memory.write_at(0, &bytes).unwrap();
+    memory
+        .protect(page, page, usercap_host::Prot::None)
+        .unwrap();
+    let space = HostSpace::new();
+    for len in [1, 15, 16, 17, 37, 255, 256, 4095, page] {
+        let at = page - len;
+        let copy = usercap::UserSlice::<u8>::new(memory.addr() + at, len)
+            .unwrap()
+            .capture(&space)
+            .unwrap();
+        assert_eq!(copy.as_bytes(), &bytes[at..], "length {len}");
+    }
+    let into_guard = usercap::UserSlice::<u8>::new(memory.addr() + page - 8, 9)
+        .unwrap()
+        .capture(&space);
+    assert_eq!(
+        into_guard.unwrap_err(),
+        usercap::CaptureError::AccessViolation
+    );
+    let empty = usercap::UserSlice::<u8>::new(0xDEAD, 0)
+        .unwrap()
+        .capture(&space)
+        .unwrap();
+    assert!(empty.is_empty());
+    // The kernel-mode and default paths agree with it.
+    let kernel = HostSpace::kernel();
+    let copy = usercap::UserSlice::<u32>::new(memory.addr(), 100)
+        .unwrap()
+        .capture(&kernel)
+        .unwrap();
+    assert_eq!(copy.as_bytes(), &bytes[..400]);
+}

@@ -265,6 +265,48 @@ pub fn copy_from_to_vec(backend: Backend, out: &mut Vec<u8>, src: usize, len: us
     left
 }
 
+/// Reads `len` bytes from the untrusted address `src` into a fresh,
+/// fallibly allocated vector of pool blocks (`usercap`'s capture storage),
+/// without zero-filling what the copy overwrites: each byte is written once,
+/// as `memdup_user` writes a fresh `kmalloc` buffer. Bytes of the last block
+/// past `len` are zeroed, so the whole vector is initialised.
+///
+/// # Errors
+/// `NoMemory` if the allocation fails; `AccessViolation` if any byte could
+/// not be read (the vector is then dropped: nothing partial escapes).
+pub fn copy_from_to_pool(
+    backend: Backend,
+    src: usize,
+    len: usize,
+) -> Result<Vec<usercap::PoolBlock>, usercap::CaptureError> {
+    use usercap::{CaptureError, PoolBlock};
+    let blocks = PoolBlock::blocks_for(len);
+    let mut out: Vec<PoolBlock> = Vec::new();
+    out.try_reserve_exact(blocks)
+        .map_err(|_| CaptureError::NoMemory)?;
+    let Some(spare) = out.spare_capacity_mut().get_mut(..blocks) else {
+        return Err(CaptureError::NoMemory);
+    };
+    let total = core::mem::size_of_val(spare);
+    let base: *mut u8 = spare.as_mut_ptr().cast();
+    // SAFETY: `base` points at `blocks` blocks (`total >= len` bytes) of
+    // `out`'s unused capacity: valid for writes, not aliased while `spare`
+    // is borrowed here, and writing uninitialised memory is allowed.
+    let left = unsafe { copy_from_raw(backend, base, len, src) };
+    if left != 0 {
+        return Err(CaptureError::AccessViolation);
+    }
+    let tail = base.wrapping_add(len);
+    // SAFETY: `[len, total)` lies inside the same spare capacity (`len <=
+    // total`), valid for writes; `u8` needs no alignment.
+    unsafe { core::ptr::write_bytes(tail, 0, total - len) };
+    // SAFETY: the first `blocks` elements of the capacity are initialised:
+    // bytes `[0, len)` by the copy and `[len, total)` just above, and any
+    // bit pattern is a valid `PoolBlock` (plain bytes).
+    unsafe { out.set_len(blocks) };
+    Ok(out)
+}
+
 /// The copy from an untrusted address, with the checks every form shares.
 ///
 /// # Safety

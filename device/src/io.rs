@@ -8,7 +8,7 @@
 //!
 //! For METHOD_BUFFERED, as Windows does:
 //! 1. allocate a SystemBuffer of max(in, out) bytes; the part past the input
-//!    is filled with [`POOL_POISON`], standing in for stale pool;
+//!    is filled with [`pool_poison`] bytes, standing in for stale pool;
 //! 2. copy the input in under the probe; a bad input buffer fails the request
 //!    with `STATUS_ACCESS_VIOLATION` before the driver sees it;
 //! 3. dispatch;
@@ -28,20 +28,39 @@
 //! count as a fetch of user memory that the driver never made.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use usercap::{AddressSpace, NtStatus, UserSlice, UserWriter};
 use usercap_protocol::Method;
 
 use crate::{Buffers, Completion, Device, Request};
 
-/// What the model fills SystemBuffer bytes past the input with: the stale
-/// contents of recycled pool. Such bytes must never reach the caller.
-pub const POOL_POISON: u8 = 0xBD;
-
-/// A run this long of [`POOL_POISON`] in returned output is a leak. A run
-/// rather than one byte, so that a reply that happens to hold the value
-/// `0xBD` is not flagged; a leak of stale pool is a run.
+/// A run this long of [`pool_poison`] bytes in returned output is a leak. A
+/// run rather than one byte, so that a reply which happens to hold one such
+/// value is not flagged: a leak of stale pool is a run.
 pub const POISON_RUN: usize = 4;
+
+/// Requests the model has sent, for [`pool_poison`]'s per-request pattern.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// The stale-pool byte at `offset` of the SystemBuffer of request number
+/// `request`: what the model fills bytes past the input with. Such bytes
+/// must never reach the caller.
+///
+/// The pattern changes with the offset and from request to request. A
+/// constant would be matched by replies a caller chooses: a name of U+BDBD
+/// U+BDBD returned by GET_NAME was flagged as stale pool with the constant
+/// `0xBD` (found by the `dispatch` fuzz target). No caller can choose a reply
+/// in advance that matches a run of this pattern.
+#[must_use]
+pub fn pool_poison(request: u64, offset: usize) -> u8 {
+    // splitmix64 of the pair: every bit of both inputs moves every output bit.
+    let mut x = request.rotate_left(32) ^ (offset as u64);
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (x ^ (x >> 31)).to_le_bytes()[0]
+}
 
 /// The I/O request packet a driver completes.
 #[derive(Debug, Default)]
@@ -187,7 +206,8 @@ impl<'d, D: Driver> IoManager<'d, D> {
         if system_buffer.try_reserve_exact(size).is_err() {
             return Ok(Completion::failed(NtStatus::STATUS_INSUFFICIENT_RESOURCES));
         }
-        system_buffer.resize(size, POOL_POISON);
+        let sequence = REQUESTS.fetch_add(1, Ordering::Relaxed);
+        system_buffer.extend((0..size).map(|offset| pool_poison(sequence, offset)));
         if let Some(input) = system_buffer.get_mut(..call.input_len) {
             // The I/O manager's own probe and copy: ProbeForRead(in, len, 1).
             if space.read(call.input, input, 1).is_err() {
@@ -208,7 +228,7 @@ impl<'d, D: Driver> IoManager<'d, D> {
             return Ok(completion);
         }
         let returned = system_buffer.get(..completion.information).unwrap_or(&[]);
-        if let Some(offset) = poison_run(returned, call.input_len) {
+        if let Some(offset) = poison_run(returned, call.input_len, sequence) {
             return Err(Violation::PoisonReturned { offset });
         }
         if space.write(call.output, returned, 1).is_err() {
@@ -247,11 +267,9 @@ fn check_information(completion: &Completion, output_len: usize) -> Result<(), V
     Ok(())
 }
 
-/// The first run of [`POISON_RUN`] poison bytes in `returned` at or after
-/// `from` (bytes before the input length held the caller's own input).
-fn poison_run(returned: &[u8], from: usize) -> Option<usize> {
-    let tail = returned.get(from..)?;
-    tail.windows(POISON_RUN)
-        .position(|w| w.iter().all(|&b| b == POOL_POISON))
-        .map(|i| i + from)
+/// The first run of [`POISON_RUN`] stale-pool bytes in `returned` at or
+/// after `from` (bytes before the input length held the caller's own input).
+fn poison_run(returned: &[u8], from: usize, sequence: u64) -> Option<usize> {
+    let stale = |offset: usize| returned.get(offset) == Some(&pool_poison(sequence, offset));
+    (from..returned.len()).find(|&start| (start..start + POISON_RUN).all(stale))
 }

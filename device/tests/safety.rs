@@ -589,3 +589,31 @@ fn concurrent_requests_add_up_in_stats() {
         THREADS as u64 * ROUNDS * 4 + THREADS as u64 * ROUNDS * 4
     );
 }
+
+#[test]
+fn a_reply_that_holds_the_old_constant_poison_is_not_a_leak() {
+    // Found by the dispatch fuzz target: with a constant 0xBD poison, a
+    // correct GET_NAME of the name U+BDBD U+BDBD was flagged as stale pool.
+    let mut h = Harness::new();
+    let buffer = h.put(&[0xBD; 8]);
+    let set = h.put_value(&SetNameRequest {
+        name: WireUnicodeString {
+            length: 8,
+            maximum_length: 8,
+            reserved: 0,
+            buffer: buffer as u64,
+        },
+    });
+    assert!(
+        h.call_at(IOCTL_SET_NAME, set, 16, 0)
+            .unwrap()
+            .completion
+            .status
+            .is_success()
+    );
+    let r = h
+        .call_at(IOCTL_GET_NAME, ARENA, 0, GET_NAME_MAX_OUTPUT)
+        .unwrap();
+    assert_eq!(r.completion.information, 16);
+    assert_eq!(&r.data()[8..], &[0xBD; 8]);
+}

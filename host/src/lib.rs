@@ -26,7 +26,7 @@
 //! - [`naive`]: the anti-pattern, clearly labelled: SUM with a double fetch
 //!   of its count. Host model only; never in the driver.
 //! - The I/O manager model of `usercap-device`, re-exported: [`IoManager`],
-//!   [`Ioctl`], [`Driver`], [`Irp`], [`Violation`], [`POOL_POISON`].
+//!   [`Ioctl`], [`Driver`], [`Irp`], [`Violation`], [`pool_poison`].
 //!
 //! # Example
 //!
@@ -77,5 +77,5 @@ pub use guarded::{Backend, Prot, UserMemory};
 pub use kernel::{KernelBuffer, MAX_KERNEL_BUFFERS, is_kernel_range};
 #[cfg(unix)]
 pub use space::HostSpace;
-pub use usercap_device::io::{Driver, IoManager, Ioctl, Irp, POOL_POISON, Violation};
+pub use usercap_device::io::{Driver, IoManager, Ioctl, Irp, Violation, pool_poison};
 pub use usercap_device::{Buffers, Completion, Request};

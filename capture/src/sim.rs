@@ -225,6 +225,10 @@ impl fmt::Debug for Hook {
 #[derive(Debug, Default)]
 struct State {
     memory: SimMemory,
+    /// The largest per-byte fetch count since the last reset, kept as
+    /// fetches happen so that checking it costs nothing (it is checked after
+    /// every request, under Miri too).
+    max_fetches: u32,
     accesses: u64,
     fail_at: Option<u64>,
     hooks: Vec<Hook>,
@@ -362,6 +366,7 @@ impl SimSpace {
     pub fn reset_counters(&self) {
         self.with_state(|s| {
             s.accesses = 0;
+            s.max_fetches = 0;
             for region in &mut s.memory.regions {
                 region.fetches.fill(0);
             }
@@ -384,15 +389,7 @@ impl SimSpace {
     /// a double fetch.
     #[must_use]
     pub fn max_fetches(&self) -> u32 {
-        self.with_state(|s| {
-            s.memory
-                .regions
-                .iter()
-                .flat_map(|r| r.fetches.iter().copied())
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0)
+        self.with_state(|s| s.max_fetches).unwrap_or(0)
     }
 
     /// The lowest address fetched more than once since the last reset.
@@ -479,6 +476,7 @@ impl AddressSpace for SimSpace {
         };
         let access = self.begin_access(&mut state, src, dst.len(), align)?;
         let len = dst.len();
+        let mut most = 0;
         let walked = state.memory.walk(
             src,
             len,
@@ -492,10 +490,12 @@ impl AddressSpace for SimSpace {
                     to.copy_from_slice(from);
                     for count in counts.iter_mut() {
                         *count = count.saturating_add(1);
+                        most = most.max(*count);
                     }
                 }
             },
         );
+        state.max_fetches = state.max_fetches.max(most);
         let fetched = match walked {
             Ok(()) => len,
             Err(done) => done,

@@ -54,12 +54,18 @@ static REQUESTS: AtomicU64 = AtomicU64::new(0);
 /// in advance that matches a run of this pattern.
 #[must_use]
 pub fn pool_poison(request: u64, offset: usize) -> u8 {
+    poison_word(request, offset / 8).to_le_bytes()[offset % 8]
+}
+
+/// Eight stale-pool bytes at once: [`pool_poison`] for offsets `8 * index`
+/// to `8 * index + 7`.
+fn poison_word(request: u64, index: usize) -> u64 {
     // splitmix64 of the pair: every bit of both inputs moves every output bit.
-    let mut x = request.rotate_left(32) ^ (offset as u64);
+    let mut x = request.rotate_left(32) ^ (index as u64);
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (x ^ (x >> 31)).to_le_bytes()[0]
+    x ^ (x >> 31)
 }
 
 /// The I/O request packet a driver completes.
@@ -207,7 +213,11 @@ impl<'d, D: Driver> IoManager<'d, D> {
             return Ok(Completion::failed(NtStatus::STATUS_INSUFFICIENT_RESOURCES));
         }
         let sequence = REQUESTS.fetch_add(1, Ordering::Relaxed);
-        system_buffer.extend((0..size).map(|offset| pool_poison(sequence, offset)));
+        system_buffer.resize(size, 0);
+        for (index, chunk) in system_buffer.chunks_mut(8).enumerate() {
+            let word = poison_word(sequence, index).to_le_bytes();
+            chunk.copy_from_slice(word.get(..chunk.len()).unwrap_or(&[]));
+        }
         if let Some(input) = system_buffer.get_mut(..call.input_len) {
             // The I/O manager's own probe and copy: ProbeForRead(in, len, 1).
             if space.read(call.input, input, 1).is_err() {
@@ -270,6 +280,21 @@ fn check_information(completion: &Completion, output_len: usize) -> Result<(), V
 /// The first run of [`POISON_RUN`] stale-pool bytes in `returned` at or
 /// after `from` (bytes before the input length held the caller's own input).
 fn poison_run(returned: &[u8], from: usize, sequence: u64) -> Option<usize> {
-    let stale = |offset: usize| returned.get(offset) == Some(&pool_poison(sequence, offset));
-    (from..returned.len()).find(|&start| (start..start + POISON_RUN).all(stale))
+    let mut run = 0;
+    let mut word = (usize::MAX, [0u8; 8]);
+    for (offset, &byte) in returned.iter().enumerate().skip(from) {
+        let index = offset / 8;
+        if word.0 != index {
+            word = (index, poison_word(sequence, index).to_le_bytes());
+        }
+        run = if word.1.get(offset % 8) == Some(&byte) {
+            run + 1
+        } else {
+            0
+        };
+        if run == POISON_RUN {
+            return Some(offset + 1 - POISON_RUN);
+        }
+    }
+    None
 }

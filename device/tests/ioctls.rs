@@ -96,6 +96,10 @@ fn echo_with_a_bad_input_buffer_is_an_access_violation() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "copies 1 MiB through SimSpace: minutes under Miri; runs natively"
+)]
 fn echo_over_the_capture_cap_is_invalid_buffer_size() {
     let mut h = Harness::new();
     let big = vec![1u8; MAX_ECHO_BYTES + 1];

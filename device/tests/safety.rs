@@ -307,7 +307,13 @@ fn every_ioctl(h: &mut Harness) -> Vec<(u32, usize, usize, usize)> {
 fn no_output_length_leaks_stale_pool_and_information_is_what_was_written() {
     let mut h = Harness::new();
     for (code, input, input_len, reply) in every_ioctl(&mut h) {
-        for output_len in 0..=reply + 16 {
+        // Every length natively; under Miri the boundaries (each call is slow there).
+        let lengths: Vec<usize> = if cfg!(miri) {
+            vec![0, reply.saturating_sub(1), reply, reply + 1, reply + 16]
+        } else {
+            (0..=reply + 16).collect()
+        };
+        for output_len in lengths {
             let r = h.call_at(code, input, input_len, output_len).unwrap();
             let info = r.completion.information;
             let name = ioctl_name(code).unwrap();

@@ -15,7 +15,7 @@ pub type TestDevice = Device<Raw>;
 
 /// User memory the test writes requests into.
 pub const ARENA: usize = 0x10_0000;
-pub const ARENA_LEN: usize = 0x4_0000;
+pub const ARENA_LEN: usize = 0x1_0000;
 /// Where replies go; re-filled with `CANARY` before every call.
 pub const OUT: usize = 0x80_0000;
 pub const OUT_LEN: usize = 0x1000;

@@ -62,8 +62,8 @@
 //! use usercap::{UserPtr, UserSlice};
 //!
 //! let user = SimSpace::new();
-//! user.map(0x1_0000, &7u32.to_le_bytes(), Perm::READ).unwrap();
-//! user.map(0x2_0000, &[1, 2, 3, 4], Perm::READ).unwrap();
+//! assert!(user.map(0x1_0000, &7u32.to_le_bytes(), Perm::READ).is_ok());
+//! assert!(user.map(0x2_0000, &[1, 2, 3, 4], Perm::READ).is_ok());
 //!
 //! let count = UserPtr::<u32>::new(0x1_0000).capture(&user)?;
 //! let bytes = UserSlice::<u8>::new(0x2_0000, 4)?.capture(&user)?;

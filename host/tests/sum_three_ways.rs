@@ -20,7 +20,7 @@ use usercap::zerocopy::{FromBytes, FromZeros, IntoBytes};
 use usercap_device::Device;
 use usercap_host::linux::{Errno, copy_from_user, copy_to_user, memdup_user};
 use usercap_host::naive::NaiveSum;
-use usercap_host::{HostSpace, IoManager, Ioctl, UserMemory};
+use usercap_host::{Driver, HostSpace, IoManager, Ioctl, UserMemory};
 use usercap_protocol::{IOCTL_SUM, MAX_SUM_VALUES, SumReply, SumRequest};
 
 type TestDevice = Device<spin::mutex::SpinMutex<()>>;
@@ -56,9 +56,8 @@ fn linux_sum(input: usize, output: usize) -> Result<SumReply, Errno> {
     Ok(reply)
 }
 
-/// SUM, the classic Windows way (the anti-pattern), sent through the I/O
-/// manager model.
-fn naive_windows_sum(naive: &NaiveSum, input: usize, output: usize) -> (NtStatus, SumReply) {
+/// SUM through the I/O manager model, to whichever driver handles it.
+fn sum_via<D: Driver>(driver: &D, input: usize, output: usize) -> (NtStatus, SumReply) {
     let space = HostSpace::new();
     let ioctl = Ioctl {
         code: IOCTL_SUM,
@@ -67,26 +66,20 @@ fn naive_windows_sum(naive: &NaiveSum, input: usize, output: usize) -> (NtStatus
         output,
         output_len: 16,
     };
-    let completion = IoManager::new(naive)
+    let completion = IoManager::new(driver)
         .device_io_control(&space, &ioctl)
         .expect("no Verifier violation");
     (completion.status, read_reply(output))
 }
 
-/// SUM, usercap's way: `Device::dispatch`, through the I/O manager model.
+/// SUM, the classic Windows way (the anti-pattern).
+fn naive_windows_sum(naive: &NaiveSum, input: usize, output: usize) -> (NtStatus, SumReply) {
+    sum_via(naive, input, output)
+}
+
+/// SUM, usercap's way: `Device::dispatch`.
 fn captured_sum(device: &TestDevice, input: usize, output: usize) -> (NtStatus, SumReply) {
-    let space = HostSpace::new();
-    let ioctl = Ioctl {
-        code: IOCTL_SUM,
-        input,
-        input_len: 16,
-        output,
-        output_len: 16,
-    };
-    let completion = IoManager::new(device)
-        .device_io_control(&space, &ioctl)
-        .expect("no Verifier violation");
-    (completion.status, read_reply(output))
+    sum_via(device, input, output)
 }
 
 fn read_reply(output: usize) -> SumReply {

@@ -603,10 +603,13 @@ mod tests {
         );
         assert_eq!(size_of::<SumReply>(), 16);
         assert_eq!(offset_of!(SumReply, count), 8);
-        let header = [0u8; 16];
-        let (empty, _) = Message::ref_from_prefix_with_elems(&header[..], 0).unwrap();
+        // A u32 array, so the bytes are aligned for Message (a [u8; 16] on
+        // the stack need not be; Miri places it anywhere).
+        let backing = [0u32; 4];
+        let header = backing.as_bytes();
+        let (empty, _) = Message::ref_from_prefix_with_elems(header, 0).unwrap();
         assert_eq!(core::mem::size_of_val(empty), MESSAGE_HEADER_BYTES);
-        let (two, _) = Message::ref_from_prefix_with_elems(&header[..], 2).unwrap();
+        let (two, _) = Message::ref_from_prefix_with_elems(header, 2).unwrap();
         assert_eq!(core::mem::size_of_val(two), MESSAGE_HEADER_BYTES + 8);
         assert_eq!(size_of::<MessageReply>(), 16);
         assert_eq!(offset_of!(MessageReply, sum), 8);

@@ -309,10 +309,17 @@ impl CapturedBytes {
     /// own input (and, in Rust, would hold `&[u8]` and `&mut [u8]` over the
     /// same bytes). Capturing the input first makes that impossible.
     ///
+    /// The copy obeys `space`'s limits and is charged to its request budget,
+    /// as every other capture is.
+    ///
     /// # Errors
-    /// `TooLarge` above the per-capture cap, `NoMemory`.
-    pub fn from_system_buffer(input: &[u8]) -> Result<Self, CaptureError> {
-        crate::Limits::DEFAULT.check_capture(input.len())?;
+    /// `TooLarge` above the per-capture cap or the request's budget, `NoMemory`.
+    pub fn from_system_buffer<S: AddressSpace + ?Sized>(
+        input: &[u8],
+        space: &S,
+    ) -> Result<Self, CaptureError> {
+        space.limits().check_capture(input.len())?;
+        space.charge(input.len())?;
         let mut copy = Self::zeroed(input.len())?;
         copy.bytes_mut().copy_from_slice(input);
         Ok(copy)

@@ -345,18 +345,22 @@ fn the_same_race_breaks_a_reader_that_fetches_the_count_twice() {
 
 #[test]
 fn parse_checks_counts_against_captured_bytes() {
-    let exact = CapturedBytes::from_system_buffer(&message_bytes(2, &[1, 2])).unwrap();
+    let exact =
+        CapturedBytes::from_system_buffer(&message_bytes(2, &[1, 2]), &SimSpace::new()).unwrap();
     assert_eq!(&exact.parse::<Message>().unwrap().items, &[1, 2]);
-    let extra = CapturedBytes::from_system_buffer(&message_bytes(1, &[1, 2])).unwrap();
+    let extra =
+        CapturedBytes::from_system_buffer(&message_bytes(1, &[1, 2]), &SimSpace::new()).unwrap();
     assert_eq!(&extra.parse::<Message>().unwrap().items, &[1]);
-    let beyond = CapturedBytes::from_system_buffer(&message_bytes(3, &[1, 2])).unwrap();
+    let beyond =
+        CapturedBytes::from_system_buffer(&message_bytes(3, &[1, 2]), &SimSpace::new()).unwrap();
     assert_eq!(
         beyond.parse::<Message>().unwrap_err(),
         CaptureError::Invalid
     );
-    let huge = CapturedBytes::from_system_buffer(&message_bytes(u32::MAX, &[1])).unwrap();
+    let huge = CapturedBytes::from_system_buffer(&message_bytes(u32::MAX, &[1]), &SimSpace::new())
+        .unwrap();
     assert_eq!(huge.parse::<Message>().unwrap_err(), CaptureError::Invalid);
-    let short = CapturedBytes::from_system_buffer(&[1, 0, 0]).unwrap();
+    let short = CapturedBytes::from_system_buffer(&[1, 0, 0], &SimSpace::new()).unwrap();
     assert_eq!(short.parse::<Message>().unwrap_err(), CaptureError::Invalid);
     assert_eq!(short.read::<u32>().unwrap_err(), CaptureError::Invalid);
     assert_eq!(*exact.read::<u32>().unwrap(), 2);
@@ -524,7 +528,7 @@ fn capture_sized_reports_a_fault_inside_the_tail() {
 #[test]
 fn read_sized_applies_the_same_rules_to_a_kernel_copy() {
     let read = |bytes: &[u8]| {
-        CapturedBytes::from_system_buffer(bytes)
+        CapturedBytes::from_system_buffer(bytes, &SimSpace::new())
             .unwrap()
             .read_sized::<ConfigV2>()
     };

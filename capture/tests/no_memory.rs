@@ -84,7 +84,8 @@ fn every_allocating_capture_reports_no_memory() {
     assert_eq!(cstr, Err(CaptureError::NoMemory));
     let (unicode, _) = failing(|| CapturedUnicode::capture(&wire, &space, 64).map(|_| ()));
     assert_eq!(unicode, Err(CaptureError::NoMemory));
-    let (system, _) = failing(|| CapturedBytes::from_system_buffer(&[1, 2, 3]).map(|_| ()));
+    let (system, _) =
+        failing(|| CapturedBytes::from_system_buffer(&[1, 2, 3], &SimSpace::new()).map(|_| ()));
     assert_eq!(system, Err(CaptureError::NoMemory));
     // Nothing was fetched: the allocation comes before the copy.
     assert_eq!(space.fetched_bytes(), 0);

@@ -526,8 +526,7 @@ fn capture_system_input<S: AddressSpace + ?Sized>(
     let input = system_buffer
         .get(..input_len)
         .ok_or(NtStatus::STATUS_INVALID_PARAMETER)?;
-    space.charge(input_len)?;
-    Ok(CapturedBytes::from_system_buffer(input)?)
+    Ok(CapturedBytes::from_system_buffer(input, space)?)
 }
 
 /// A writer over the output part of a SystemBuffer.

@@ -151,7 +151,8 @@ fn run(data: Input) {
 
 /// `read_sized` on `bytes`, checked against the rules; returns its result.
 fn check_read_sized(bytes: &[u8]) -> Result<Config, CaptureError> {
-    let captured = CapturedBytes::from_system_buffer(bytes).expect("small input");
+    let captured = CapturedBytes::from_system_buffer(bytes, &usercap::sim::SimSpace::new())
+        .expect("small input");
     let got = captured.read_sized::<Config>().map(Captured::into_inner);
     let len = bytes.len();
     let want = if len < 8 {

@@ -26,12 +26,10 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use usercap::sim::SimSpace;
 use usercap::{AddressSpace, Mode, NtStatus};
-use usercap_device::io::{Driver, IoManager, Ioctl, Irp, Violation};
+use usercap_device::io::{Driver, IoManager, Ioctl, Irp};
 use usercap_device::{Completion, Device, Request};
 use usercap_fuzz::{Addr, Layout, RegionSpec, Snapshot};
-use usercap_protocol::{
-    IOCTL_BATCH, IOCTL_ECHO, IOCTL_GET_NAME, IOCTL_SET_NAME, IOCTL_SUM, IOCTLS, Method,
-};
+use usercap_protocol::{IOCTL_BATCH, IOCTL_ECHO, IOCTL_SET_NAME, IOCTL_SUM, IOCTLS, Method};
 
 type Raw = spin::mutex::SpinMutex<()>;
 

@@ -12,7 +12,8 @@ use usercap::{CaptureError, CapturedBytes};
 use usercap_protocol::{MESSAGE_HEADER_BYTES, Message};
 
 fuzz_target!(|bytes: &[u8]| {
-    let captured = CapturedBytes::from_system_buffer(bytes).expect("libFuzzer inputs are small");
+    let captured = CapturedBytes::from_system_buffer(bytes, &usercap::sim::SimSpace::new())
+        .expect("libFuzzer inputs are small");
     assert_eq!(&*captured, bytes, "the kernel copy differs from the input");
     let len = bytes.len();
     let count = bytes

@@ -6,12 +6,13 @@
 //! faults):
 //!
 //! - `UserPtr::capture`: `UserPtr::<[u8; N]>::capture` on a user-mode
-//!   `HostSpace` (probe, kernel-range check, `lfence`, guarded copy into an
-//!   inline `Captured`);
-//! - `UserSlice::capture`: `UserSlice::<u8>::capture` (the same, plus a
-//!   fallible zeroed pool allocation);
+//!   `HostSpace` (probe, system-space check, address mask, guarded copy
+//!   into an inline `Captured`);
+//! - `UserSlice::capture`: `UserSlice::<u8>::capture` (the same, plus the
+//!   limit and budget checks and a fallible pool allocation the copy writes
+//!   once);
 //! - `HostSpace::read`: the backend alone, into a preallocated buffer (probe,
-//!   kernel-range check, `lfence`, guarded copy);
+//!   system-space check, address mask, guarded copy);
 //! - `guarded`: the raw guarded copy into a preallocated buffer;
 //! - `copy_nonoverlapping`: `copy_from_slice`, i.e. `ptr::copy_nonoverlapping`
 //!   after a length check, into a preallocated buffer (plain memcpy);
@@ -20,10 +21,13 @@
 //! - `memdup_user`: the facade's `memdup_user` (zeroed allocation, then the
 //!   guarded copy);
 //! - `process_vm_readv`: the fallback backend, one syscall per copy;
-//! - `lfence`: the speculation barrier alone (once, not per size).
+//! - `lfence`: a serialising speculation barrier alone (once, not per size),
+//!   the price of the barrier the address mask replaces;
+//! - `mask`: probe rule 5 as `HostSpace` does it, `guarded::mask_user_range`
+//!   alone (once, not per size).
 //!
-//! Four kernel buffers are registered throughout, so the kernel-range check
-//! scans a table as it would with a device and its SystemBuffers alive.
+//! Four kernel buffers are alive throughout, so system space is reserved and
+//! the system-space check and the mask compare against real bounds.
 
 #[cfg(unix)]
 mod bench {
@@ -67,6 +71,15 @@ mod bench {
             .sample_size(20);
 
         group.bench_function("lfence", |b| b.iter(guarded::speculation_barrier));
+        group.bench_function("mask", |b| {
+            b.iter(|| {
+                guarded::mask_user_range(
+                    black_box(addr),
+                    black_box(64),
+                    black_box(usercap::DEFAULT_PROBE_LIMIT),
+                )
+            });
+        });
         user_ptr::<8>(&mut group, &space, addr);
         user_ptr::<64>(&mut group, &space, addr);
         user_ptr::<256>(&mut group, &space, addr);

@@ -1,159 +1,53 @@
-//! [`KernelBuffer`]: memory the model treats as kernel memory, and the
-//! registry of kernel ranges that user-mode probes reject.
+//! [`KernelBuffer`]: memory the model treats as kernel memory.
 //!
-//! On Windows, `ProbeForRead` rejects any range that reaches system space.
-//! On the host, kernel and user memory share one address space, so the model
-//! marks its kernel-side buffers (device state, SystemBuffers, anything a
-//! test wants to protect) by registering their address ranges. A user-mode
-//! [`HostSpace`](crate::HostSpace) access that overlaps one is
-//! `AccessViolation`, and the Linux facade's `access_ok` fails for it.
+//! On Windows, `ProbeForRead` rejects any range that reaches system space,
+//! one contiguous range above `MmUserProbeAddress`. On the host, kernel and
+//! user memory share one address space, so the model reserves a range of it
+//! as system space ([`guarded::system_space`](crate::guarded::system_space))
+//! and places every `KernelBuffer` there. A user-mode
+//! [`HostSpace`](crate::HostSpace) access that overlaps system space is
+//! `AccessViolation`, and the facade's `access_ok` fails for it.
 //!
-//! The registry is read on every user-mode access, so it is lock-free for
-//! readers: a fixed table of atomic `(start, end)` slots behind a sequence
-//! counter (a seqlock). Registering and unregistering are rare and take a
-//! mutex among themselves. A probe that runs concurrently with the
-//! registration of a new buffer may or may not see it, exactly as if it had
-//! run just before or just after.
-
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
-use std::sync::{Mutex, PoisonError};
+//! One contiguous range, rather than a table of registered buffers, is what
+//! makes probe rule 5 cheap and exact: "is this a kernel address?" is two
+//! comparisons, which [`guarded::mask_user_range`](crate::guarded::mask_user_range)
+//! evaluates without a branch, so a mispredicted probe cannot load a kernel
+//! buffer speculatively. It is also more faithful: a freed kernel buffer's
+//! address stays a kernel address (and faults), as freed pool does.
 
 use usercap::CaptureError;
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
-/// How many kernel buffers can be alive at once.
-pub const MAX_KERNEL_BUFFERS: usize = 256;
-
-struct Slot {
-    start: AtomicUsize,
-    /// 0 when the slot is free (a registered range is never empty).
-    end: AtomicUsize,
-}
-
-static SLOTS: [Slot; MAX_KERNEL_BUFFERS] = [const {
-    Slot {
-        start: AtomicUsize::new(0),
-        end: AtomicUsize::new(0),
-    }
-}; MAX_KERNEL_BUFFERS];
-/// One past the highest slot in use: readers scan only this far.
-static HIGH: AtomicUsize = AtomicUsize::new(0);
-/// Even when the table is stable, odd while a writer changes it.
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-/// Serialises writers.
-static WRITER: Mutex<()> = Mutex::new(());
-
-/// Changes one slot under the seqlock.
-fn write_slot(slot: &Slot, start: usize, end: usize) {
-    SEQ.fetch_add(1, Ordering::Relaxed);
-    fence(Ordering::Release);
-    slot.start.store(start, Ordering::Relaxed);
-    slot.end.store(end, Ordering::Relaxed);
-    SEQ.fetch_add(1, Ordering::Release);
-}
-
-/// Registers `[start, end)` and returns its slot, or `None` if the table is
-/// full.
-fn register(start: usize, end: usize) -> Option<usize> {
-    let _writer = WRITER.lock().unwrap_or_else(PoisonError::into_inner);
-    let index = SLOTS
-        .iter()
-        .position(|slot| slot.end.load(Ordering::Relaxed) == 0)?;
-    let slot = SLOTS.get(index)?;
-    write_slot(slot, start, end);
-    HIGH.fetch_max(index + 1, Ordering::Release);
-    Some(index)
-}
-
-fn unregister(index: usize) {
-    let _writer = WRITER.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(slot) = SLOTS.get(index) {
-        write_slot(slot, 0, 0);
-    }
-    // Shrink the scanned prefix past free slots at its end. A reader that
-    // loaded the old bound scans free slots, which match nothing.
-    let mut high = HIGH.load(Ordering::Relaxed);
-    while high > 0
-        && SLOTS
-            .get(high - 1)
-            .is_some_and(|slot| slot.end.load(Ordering::Relaxed) == 0)
-    {
-        high -= 1;
-    }
-    HIGH.store(high, Ordering::Release);
-}
-
-/// Whether `[addr, addr + len)` overlaps a live [`KernelBuffer`]. An empty
-/// range overlaps a buffer when `addr` lies inside it.
-#[must_use]
-pub fn is_kernel_range(addr: usize, len: usize) -> bool {
-    let high = HIGH.load(Ordering::Acquire).min(MAX_KERNEL_BUFFERS);
-    if high == 0 {
-        return false;
-    }
-    let end = addr.saturating_add(len.max(1));
-    let slots = SLOTS.get(..high).unwrap_or(&[]);
-    loop {
-        let seq = SEQ.load(Ordering::Acquire);
-        if seq % 2 == 1 {
-            std::hint::spin_loop();
-            continue;
-        }
-        let hit = slots.iter().any(|slot| {
-            let start = slot.start.load(Ordering::Relaxed);
-            let stop = slot.end.load(Ordering::Relaxed);
-            stop != 0 && start < end && addr < stop
-        });
-        fence(Ordering::Acquire);
-        if SEQ.load(Ordering::Relaxed) == seq {
-            return hit;
-        }
-    }
-}
-
-/// The storage unit: 16 bytes, 16-aligned, as pool allocations are on x64.
-#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
-#[repr(C, align(16))]
-struct Block([u8; 16]);
+use crate::guarded::SystemPages;
 
 /// A buffer the model treats as kernel memory: device state, a SystemBuffer.
 ///
-/// Its address range is registered as a kernel range while it lives, so a
-/// user-mode [`HostSpace`](crate::HostSpace) rejects any access that
-/// overlaps it with `AccessViolation`, as `ProbeForRead` rejects system
+/// It lives in its own slot of system space: read-write pages, then a guard
+/// of at least 64 KiB that is never mapped. A user-mode
+/// [`HostSpace`](crate::HostSpace) rejects any access that overlaps system
+/// space with `AccessViolation`, as `ProbeForRead` rejects system
 /// addresses, and the facade's `access_ok` fails for it. A kernel-mode
 /// `HostSpace` may read it. No `HostSpace` may write it: writes go only to
 /// [`UserMemory`](crate::UserMemory); kernel code writes a `KernelBuffer`
 /// through [`as_mut_slice`](Self::as_mut_slice).
 ///
-/// The storage is 16-byte aligned and zero-initialised.
+/// The storage is page-aligned and zero-initialised. Dropping the buffer
+/// unmaps its pages: the address stays in system space and faults.
 pub struct KernelBuffer {
-    storage: Box<[Block]>,
-    len: usize,
-    slot: Option<usize>,
+    pages: SystemPages,
 }
 
 impl KernelBuffer {
-    /// A zeroed kernel buffer of `len` bytes, registered as a kernel range.
-    /// An empty buffer registers nothing.
+    /// A zeroed kernel buffer of `len` bytes in system space. An empty buffer
+    /// has an address in system space too.
     ///
     /// # Errors
-    /// `NoMemory` if the allocation fails or [`MAX_KERNEL_BUFFERS`] buffers
-    /// are already alive.
+    /// `NoMemory` above [`MAX_KERNEL_BUFFER_LEN`](crate::MAX_KERNEL_BUFFER_LEN),
+    /// when [`MAX_KERNEL_BUFFERS`](crate::MAX_KERNEL_BUFFERS) buffers are
+    /// already alive, or when mapping fails.
     pub fn new(len: usize) -> Result<Self, CaptureError> {
-        let blocks = len.div_ceil(size_of::<Block>());
-        let storage =
-            <[Block]>::new_box_zeroed_with_elems(blocks).map_err(|_| CaptureError::NoMemory)?;
-        let mut buffer = Self {
-            storage,
-            len,
-            slot: None,
-        };
-        if len > 0 {
-            let start = buffer.addr();
-            buffer.slot = Some(register(start, start + len).ok_or(CaptureError::NoMemory)?);
-        }
-        Ok(buffer)
+        Ok(Self {
+            pages: SystemPages::new(len)?,
+        })
     }
 
     /// A kernel buffer holding a copy of `bytes`.
@@ -169,43 +63,31 @@ impl KernelBuffer {
     /// The address of the first byte.
     #[must_use]
     pub fn addr(&self) -> usize {
-        self.storage.as_ptr().addr()
+        self.pages.addr()
     }
 
     /// The length in bytes.
     #[must_use]
-    pub const fn len(&self) -> usize {
-        self.len
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
     }
 
     /// Whether the buffer has no bytes.
     #[must_use]
-    pub const fn is_empty(&self) -> bool {
-        self.len == 0
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The bytes.
     #[must_use]
     pub fn as_slice(&self) -> &[u8] {
-        self.storage.as_bytes().get(..self.len).unwrap_or(&[])
+        self.pages.as_slice()
     }
 
     /// The bytes, for kernel code to change.
     #[must_use]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        let len = self.len;
-        self.storage
-            .as_mut_bytes()
-            .get_mut(..len)
-            .unwrap_or(&mut [])
-    }
-}
-
-impl Drop for KernelBuffer {
-    fn drop(&mut self) {
-        if let Some(slot) = self.slot {
-            unregister(slot);
-        }
+        self.pages.as_mut_slice()
     }
 }
 
@@ -213,7 +95,7 @@ impl core::fmt::Debug for KernelBuffer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("KernelBuffer")
             .field("addr", &format_args!("{:#x}", self.addr()))
-            .field("len", &self.len)
+            .field("len", &self.len())
             .finish_non_exhaustive()
     }
 }

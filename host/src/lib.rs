@@ -15,11 +15,14 @@
 //!   Reads through the guarded copy may target any address, but **writes
 //!   only a `UserMemory`**: a safe write to an arbitrary address could
 //!   corrupt memory Rust code references. [`Prot`] makes guard pages.
-//! - [`KernelBuffer`]: memory the model treats as kernel memory. User-mode
-//!   probes reject it, as `ProbeForRead` rejects system addresses.
+//! - [`KernelBuffer`]: memory the model treats as kernel memory, in one
+//!   reserved range of the address space (the model's system space).
+//!   User-mode probes reject that range, as `ProbeForRead` rejects system
+//!   addresses.
 //! - [`HostSpace`]: `usercap::AddressSpace` over all of this, with the
-//!   probe rules in order: range check, kernel-range check, `lfence`,
-//!   guarded copy. `Send + Sync`, so racing threads can share it.
+//!   probe rules in order: range check, system-space check, the
+//!   branch-free address mask (Linux's `mask_user_address`), guarded copy.
+//!   `Send + Sync`, so racing threads can share it.
 //! - [`linux`]: the Linux uaccess facade (`copy_from_user`,
 //!   `copy_struct_from_user`, `strncpy_from_user`, …) with Linux's names
 //!   and return conventions, so the same cases run against both models.
@@ -59,12 +62,13 @@
 //! The guarded routines exist on x86_64 Linux; other Linux targets use
 //! `process_vm_readv` for everything. On non-Unix targets (the driver's
 //! `x86_64-pc-windows-msvc`) the crate compiles to the portable parts only
-//! (the I/O manager re-exports, [`KernelBuffer`] and [`naive`]), so
+//! (the I/O manager re-exports and [`naive`]), so
 //! `cargo check --workspace` works for every target.
 #![deny(unsafe_code)]
 
 #[cfg(unix)]
 pub mod guarded;
+#[cfg(unix)]
 mod kernel;
 #[cfg(unix)]
 pub mod linux;
@@ -73,8 +77,11 @@ pub mod naive;
 mod space;
 
 #[cfg(unix)]
-pub use guarded::{Backend, Prot, UserMemory};
-pub use kernel::{KernelBuffer, MAX_KERNEL_BUFFERS, is_kernel_range};
+pub use guarded::{
+    Backend, MAX_KERNEL_BUFFER_LEN, MAX_KERNEL_BUFFERS, Prot, UserMemory, is_kernel_range,
+};
+#[cfg(unix)]
+pub use kernel::KernelBuffer;
 #[cfg(unix)]
 pub use space::HostSpace;
 pub use usercap_device::io::{Driver, IoManager, Ioctl, Irp, Violation, pool_poison};

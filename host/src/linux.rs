@@ -6,7 +6,9 @@
 //! against Linux's model and against usercap's capture API on the same real
 //! memory (see `tests/comparison.rs`). It is built from the pieces
 //! [`HostSpace`](crate::HostSpace) is built from: a range check, the
-//! speculation barrier and the fault-guarded copy.
+//! branch-free address mask of 64-bit x86 Linux since 6.12
+//! ([`guarded::mask_user_range`], its `mask_user_address`) and the
+//! fault-guarded copy.
 //!
 //! | Linux | here | returns |
 //! |---|---|---|
@@ -31,8 +33,9 @@
 //!   `access_ok` itself answers differently, and it keeps the Linux answer.
 //! - **Kernel memory is in the same address space.** The limit is
 //!   [`USER_LIMIT`] (`MmUserProbeAddress`, which also bounds x86_64 Linux user
-//!   addresses), and a live [`KernelBuffer`](crate::KernelBuffer) counts as
-//!   kernel memory: `access_ok` fails for a range that overlaps one.
+//!   addresses), and the model's system space, where every
+//!   [`KernelBuffer`](crate::KernelBuffer) lives, counts as kernel memory:
+//!   `access_ok` fails for a range that overlaps it.
 //! - **Writes go only to [`UserMemory`](crate::UserMemory)** (see
 //!   [`guarded`] for why). A destination that is not
 //!   entirely inside one region is refused whole, as if its first byte
@@ -44,8 +47,8 @@ use core::fmt;
 
 use usercap::{CaptureError, DEFAULT_PROBE_LIMIT, errno};
 
+use crate::guarded::is_kernel_range;
 use crate::guarded::{self, Backend};
-use crate::kernel::is_kernel_range;
 
 /// The end of user memory for the facade: `MmUserProbeAddress`, the probe
 /// limit of [`HostSpace::new`](crate::HostSpace::new). x86_64 Linux's
@@ -114,9 +117,9 @@ impl From<CaptureError> for Errno {
 ///
 /// Linux's rule, `size <= LIMIT && addr <= LIMIT - size`, with
 /// `LIMIT` = [`USER_LIMIT`]; a zero size passes for any `addr <= LIMIT`. In
-/// addition, a range that overlaps a live
-/// [`KernelBuffer`](crate::KernelBuffer) (or, for size 0, an `addr` inside
-/// one) fails. Low addresses pass, as on Linux (see the module docs).
+/// addition, a range that overlaps the model's system space (or, for size
+/// 0, an `addr` inside it), where every [`KernelBuffer`](crate::KernelBuffer)
+/// lives, fails. Low addresses pass, as on Linux (see the module docs).
 #[must_use]
 pub fn access_ok(addr: usize, size: usize) -> bool {
     size <= USER_LIMIT && addr <= USER_LIMIT - size && !is_kernel_range(addr, size)
@@ -129,8 +132,7 @@ pub fn access_ok(addr: usize, size: usize) -> bool {
 pub fn copy_from_user(to: &mut [u8], from: usize) -> usize {
     let n = to.len();
     let left = if access_ok(from, n) {
-        guarded::speculation_barrier();
-        guarded::copy_from(to, from)
+        guarded::copy_from(to, guarded::mask_user_range(from, n, USER_LIMIT))
     } else {
         n
     };
@@ -147,8 +149,7 @@ pub fn copy_to_user(to: usize, from: &[u8]) -> usize {
     if !access_ok(to, from.len()) {
         return from.len();
     }
-    guarded::speculation_barrier();
-    guarded::copy_to(to, from)
+    guarded::copy_to(guarded::mask_user_range(to, from.len(), USER_LIMIT), from)
 }
 
 /// `clear_user(to, n)`: zeroes user memory; returns the number of bytes not
@@ -158,8 +159,7 @@ pub fn clear_user(to: usize, n: usize) -> usize {
     if !access_ok(to, n) {
         return n;
     }
-    guarded::speculation_barrier();
-    guarded::clear(to, n)
+    guarded::clear(guarded::mask_user_range(to, n, USER_LIMIT), n)
 }
 
 /// `check_zeroed_user(from, size)`: whether every byte of the user range is
@@ -181,7 +181,7 @@ pub fn check_zeroed_user(from: usize, size: usize) -> Result<bool, Errno> {
     if !access_ok(from, size) {
         return Err(Errno::EFAULT);
     }
-    guarded::speculation_barrier();
+    let from = guarded::mask_user_range(from, size, USER_LIMIT);
     let mut chunk = [0u8; ZERO_SCAN_CHUNK];
     let mut done = 0;
     while done < size {
@@ -258,7 +258,6 @@ pub fn strncpy_from_user(dst: &mut [u8], src: usize) -> Result<usize, Errno> {
         return Err(Errno::EFAULT);
     }
     let bound = count.min(USER_LIMIT - src);
-    guarded::speculation_barrier();
     let mut done = 0;
     while done < bound {
         let at = src + done;
@@ -267,7 +266,7 @@ pub fn strncpy_from_user(dst: &mut [u8], src: usize) -> Result<usize, Errno> {
             return Err(Errno::EFAULT);
         }
         let chunk = dst.get_mut(done..done + n).ok_or(Errno::EFAULT)?;
-        let left = guarded::copy_from(chunk, at);
+        let left = guarded::copy_from(chunk, guarded::mask_user_range(at, n, USER_LIMIT));
         let copied = chunk.get_mut(..n - left).unwrap_or(&mut []);
         if let Some(nul) = copied.iter().position(|&b| b == 0) {
             if let Some(after) = copied.get_mut(nul..) {
@@ -305,7 +304,7 @@ pub fn memdup_user(src: usize, len: usize) -> Result<Box<[u8]>, Errno> {
     if !access_ok(src, len) {
         return Err(Errno::EFAULT);
     }
-    guarded::speculation_barrier();
+    let src = guarded::mask_user_range(src, len, USER_LIMIT);
     if guarded::copy_from_to_vec(Backend::Guarded, &mut buffer, src, len) != 0 {
         return Err(Errno::EFAULT);
     }

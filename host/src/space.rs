@@ -4,8 +4,8 @@ use usercap::{
     AddressSpace, CaptureError, DEFAULT_PROBE_LIMIT, Limits, Mode, PoolBlock, check_user_range,
 };
 
+use crate::guarded::is_kernel_range;
 use crate::guarded::{self, Backend};
-use crate::kernel::is_kernel_range;
 
 /// The requester's address space, modelled by this process's own memory.
 ///
@@ -14,15 +14,22 @@ use crate::kernel::is_kernel_range;
 /// 1. a zero length succeeds without touching memory;
 /// 2. to 4. in user mode, [`check_user_range`] against the probe limit
 ///    (below 64 KiB, misaligned, wrapping or past the limit), and then this
-///    backend's addition to rule 4: a range that overlaps a live
-///    [`KernelBuffer`](crate::KernelBuffer) is `AccessViolation`, as
-///    `ProbeForRead` rejects system addresses;
-/// 5. the speculation barrier ([`guarded::speculation_barrier`]: `lfence`);
+///    backend's addition to rule 4: a range that overlaps the model's
+///    system space, where every [`KernelBuffer`](crate::KernelBuffer)
+///    lives, is `AccessViolation`, as `ProbeForRead` rejects system
+///    addresses;
+/// 5. the speculation barrier, as a data dependency rather than an
+///    `lfence`: the copy reads from [`guarded::mask_user_range`]'s result,
+///    which is the address itself on the architectural path and the null
+///    page for any range 2 to 4 rejected, so a mispredicted check cannot
+///    feed a speculative load from kernel memory (Linux's
+///    `mask_user_address`);
 /// 6. the fault-guarded copy of the chosen [`Backend`]; any byte not copied
 ///    is `AccessViolation`.
 ///
-/// Kernel mode ([`HostSpace::kernel`]) skips 2 to 4, as Windows does for a
-/// `KernelMode` requestor, but still copies under the fault guard, so a bad
+/// Kernel mode ([`HostSpace::kernel`]) skips 2 to 5, as Windows does for a
+/// `KernelMode` requestor (nothing was checked, so there is nothing to
+/// mispredict), but still copies under the fault guard, so a bad
 /// kernel-mode pointer is an error here rather than a bugcheck.
 ///
 /// Writes in either mode may target only a live
@@ -100,16 +107,18 @@ impl HostSpace {
         self.backend
     }
 
-    /// Probe rules 2 to 4 (user mode only) and the barrier (rule 5).
-    fn probe(&self, addr: usize, len: usize, align: usize) -> Result<(), CaptureError> {
-        if self.mode == Mode::User {
-            check_user_range(addr, len, align, self.probe_limit)?;
-            if is_kernel_range(addr, len) {
-                return Err(CaptureError::AccessViolation);
-            }
+    /// Probe rules 2 to 5 (user mode only): the checks, then the address
+    /// the copy must use, masked so that it depends on them without a branch.
+    #[inline]
+    fn probe(&self, addr: usize, len: usize, align: usize) -> Result<usize, CaptureError> {
+        if self.mode == Mode::Kernel {
+            return Ok(addr);
         }
-        guarded::speculation_barrier();
-        Ok(())
+        check_user_range(addr, len, align, self.probe_limit)?;
+        if is_kernel_range(addr, len) {
+            return Err(CaptureError::AccessViolation);
+        }
+        Ok(guarded::mask_user_range(addr, len, self.probe_limit))
     }
 }
 
@@ -129,7 +138,7 @@ impl AddressSpace for HostSpace {
         if dst.is_empty() {
             return Ok(());
         }
-        self.probe(src, dst.len(), align)?;
+        let src = self.probe(src, dst.len(), align)?;
         match guarded::copy_from_with(self.backend, dst, src) {
             0 => Ok(()),
             _ => Err(CaptureError::AccessViolation),
@@ -140,7 +149,7 @@ impl AddressSpace for HostSpace {
         if src.is_empty() {
             return Ok(());
         }
-        self.probe(dst, src.len(), align)?;
+        let dst = self.probe(dst, src.len(), align)?;
         match guarded::copy_to_with(self.backend, dst, src) {
             0 => Ok(()),
             _ => Err(CaptureError::AccessViolation),
@@ -158,7 +167,7 @@ impl AddressSpace for HostSpace {
         if len == 0 {
             return Ok(Vec::new());
         }
-        self.probe(src, len, align)?;
+        let src = self.probe(src, len, align)?;
         guarded::copy_from_to_pool(self.backend, src, len)
     }
 

@@ -10,7 +10,9 @@ use usercap::{
     AddressSpace, CaptureError, DEFAULT_PROBE_LIMIT, Limits, Mode, UserPtr, UserSlice, UserWriter,
 };
 use usercap_host::guarded::page_size;
-use usercap_host::{Backend, HostSpace, KernelBuffer, Prot, UserMemory, is_kernel_range};
+use usercap_host::{
+    Backend, HostSpace, KernelBuffer, MAX_KERNEL_BUFFER_LEN, Prot, UserMemory, is_kernel_range,
+};
 
 const AV: CaptureError = CaptureError::AccessViolation;
 const BACKENDS: [Backend; 2] = [Backend::Guarded, Backend::ProcessVmReadv];
@@ -170,16 +172,27 @@ fn kernel_buffers_are_rejected_in_user_mode_and_readable_in_kernel_mode() {
     let secret: Vec<u8> = (0..48).map(|i| 0xA0 ^ i).collect();
     let mut kb = KernelBuffer::from_bytes(&secret).unwrap();
     let (k, len) = (kb.addr(), kb.len());
-    assert_eq!(k % 16, 0, "pool-like alignment");
+    assert_eq!(
+        k % 4096,
+        0,
+        "page-aligned, so pool-like 16-byte alignment too"
+    );
     assert_eq!(len, 48);
     assert_eq!(kb.as_slice(), &secret[..]);
     assert!(is_kernel_range(k, 1) && is_kernel_range(k + len - 1, 1) && is_kernel_range(k, 0));
-    assert!(!is_kernel_range(k + len, 8) && !is_kernel_range(k - 8, 8));
+    // Past the buffer is still system space: its slot's guard.
+    assert!(is_kernel_range(k + len, 8));
+    let (start, end) = usercap_host::guarded::system_space();
+    assert!(start <= k && k + len <= end);
+    assert_eq!(end - start, usercap_host::guarded::SYSTEM_SPACE_LEN);
+    assert!(!is_kernel_range(start - 8, 8) && !is_kernel_range(end, 8));
+    assert!(is_kernel_range(start - 8, 9) && is_kernel_range(end - 1, 8));
     for space in spaces() {
         assert_eq!(read(&space, k, len, 1), Err(AV));
         assert_eq!(read(&space, k + len - 1, 1, 1), Err(AV), "last byte");
         assert_eq!(read(&space, k - 8, 9, 1), Err(AV), "first byte, from below");
         assert_eq!(read(&space, k - 64, 1024, 1), Err(AV), "covers it");
+        assert_eq!(read(&space, start - 8, 9, 1), Err(AV), "into system space");
         assert!(UserPtr::<[u8; 48]>::new(k).capture(&space).is_err());
         assert!(
             UserSlice::<u8>::new(k + 8, 8)
@@ -187,9 +200,8 @@ fn kernel_buffers_are_rejected_in_user_mode_and_readable_in_kernel_mode() {
                 .capture(&space)
                 .is_err()
         );
-        // Just outside: the probe lets it through (ordinary heap memory).
-        assert!(read(&space, k - 8, 8, 8).is_ok());
-        assert!(read(&space, k + len, 8, 8).is_ok());
+        // Past the buffer, in its slot's guard: still a kernel address.
+        assert_eq!(read(&space, k + len, 8, 8), Err(AV));
     }
     for backend in BACKENDS {
         let kernel = HostSpace::kernel().with_backend(backend);
@@ -198,34 +210,52 @@ fn kernel_buffers_are_rejected_in_user_mode_and_readable_in_kernel_mode() {
         assert_eq!(&captured[..], &secret[..]);
         // Kernel mode may read it, but no HostSpace writes it.
         assert_eq!(kernel.write(k, &[0; 8], 1), Err(AV));
+        // The slot's guard faults even in kernel mode.
+        assert_eq!(read(&kernel, k + MAX_KERNEL_BUFFER_LEN, 8, 1), Err(AV));
     }
     assert_eq!(kb.as_slice(), &secret[..]);
     kb.as_mut_slice()[0] = 0;
     assert_eq!(kb.as_slice()[0], 0);
     drop(kb);
-    assert!(!is_kernel_range(k, len), "unregistered on drop");
+    // Freed, the address stays a kernel address, and it no longer reads.
+    assert!(is_kernel_range(k, len), "still system space after drop");
+    assert_eq!(read(&HostSpace::new(), k, len, 1), Err(AV));
+    assert_eq!(
+        read(&HostSpace::kernel(), k, len, 1),
+        Err(AV),
+        "unmapped on drop"
+    );
 
     let empty = KernelBuffer::new(0).unwrap();
     assert!(empty.is_empty() && empty.as_slice().is_empty());
+    assert!(
+        is_kernel_range(empty.addr(), 0),
+        "an empty buffer has a kernel address"
+    );
     assert!(format!("{empty:?}").contains("KernelBuffer"));
 }
 
 #[test]
-fn many_kernel_buffers_register_and_unregister() {
-    let buffers: Vec<KernelBuffer> = (1..=100).map(|n| KernelBuffer::new(n).unwrap()).collect();
-    for b in &buffers {
+fn many_kernel_buffers_live_in_system_space_apart() {
+    let mut buffers: Vec<KernelBuffer> = (1..=100).map(|n| KernelBuffer::new(n).unwrap()).collect();
+    for (i, b) in buffers.iter_mut().enumerate() {
         assert!(is_kernel_range(b.addr(), b.len()));
         assert_eq!(read(&HostSpace::new(), b.addr(), 1, 1), Err(AV));
+        b.as_mut_slice().fill(u8::try_from(i).unwrap());
     }
-    let addrs: Vec<(usize, usize)> = buffers.iter().map(|b| (b.addr(), b.len())).collect();
+    // Writing one never touched another, and each came zeroed.
+    for (i, b) in buffers.iter().enumerate() {
+        assert!(b.as_slice().iter().all(|&x| usize::from(x) == i));
+    }
+    let addrs: Vec<usize> = buffers.iter().map(KernelBuffer::addr).collect();
     drop(buffers);
-    // Other tests run in parallel and may own buffers at reused addresses;
-    // most of ours must be gone.
-    let still = addrs
-        .iter()
-        .filter(|&&(a, l)| is_kernel_range(a, l))
-        .count();
-    assert!(still < 50, "{still} of 100 still registered");
+    // Freed slots are reused zeroed: nothing of a freed buffer leaks into a
+    // new one at the same address.
+    let reused: Vec<KernelBuffer> = (0..100).map(|_| KernelBuffer::new(64).unwrap()).collect();
+    for b in &reused {
+        assert!(b.as_slice().iter().all(|&x| x == 0));
+    }
+    assert!(reused.iter().any(|b| addrs.contains(&b.addr())));
 }
 
 #[test]

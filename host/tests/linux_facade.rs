@@ -49,7 +49,7 @@ fn errno_values_names_and_conversion() {
 }
 
 #[test]
-fn access_ok_is_linux_rule_plus_kernel_buffers() {
+fn access_ok_is_linux_rule_plus_system_space() {
     let limit = USER_LIMIT;
     assert_eq!(limit, 0x7FFF_FFFF_0000);
     // size <= LIMIT && addr <= LIMIT - size.
@@ -76,11 +76,17 @@ fn access_ok_is_linux_rule_plus_kernel_buffers() {
         !access_ok(kb.addr() + 8, 0),
         "size 0 inside a kernel buffer"
     );
-    assert!(access_ok(kb.addr() - 4, 4));
-    assert!(access_ok(kb.addr() + 32, 4));
+    // The whole of system space is kernel memory, not only live buffers.
+    assert!(!access_ok(kb.addr() + 32, 4), "the buffer's guard");
+    let (start, end) = usercap_host::guarded::system_space();
+    assert!(access_ok(start - 4, 4) && access_ok(end, 4));
+    assert!(!access_ok(start - 4, 5) && !access_ok(end - 1, 4));
     let gone = kb.addr();
     drop(kb);
-    assert!(access_ok(gone, 32));
+    assert!(
+        !access_ok(gone, 32),
+        "a freed kernel buffer is still kernel memory"
+    );
 }
 
 #[test]

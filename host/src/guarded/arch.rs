@@ -11,14 +11,14 @@ const SIDE_SRC: u32 = 0;
 /// Side of an entry: the fault must be in `[rdi, rdi + rcx)`.
 const SIDE_DST: u32 = 1;
 /// Number of exception-table entries (checked by the assembler).
-const EXTABLE_LEN: usize = 15;
+const EXTABLE_LEN: usize = 37;
 /// The `SI_KERNEL` `si_code` (`#GP`, e.g. a non-canonical address).
 const SI_KERNEL: i32 = 0x80;
 /// End of the lower canonical half with 4-level paging.
 const LOWER_HALF_END: usize = 1 << 47;
 
 // The routines follow the SysV ABI and only touch caller-saved registers
-// (rax, rcx, rsi, rdi, xmm0, xmm1). Register roles are fixed across all
+// (rax, rcx, rdx, rsi, rdi, xmm0 to xmm3). Register roles are fixed across all
 // of them, which is what the handler relies on: rsi = source cursor,
 // rdi = destination cursor, rcx = bytes left. Every labelled instruction
 // has a table entry emitted right after it (`ext`), whose fixup is either
@@ -50,7 +50,19 @@ usercap_extable:
     .endm
 
     // usercap_copy_from/_to(rdi = dst, rsi = src, rdx = len) -> rax = left.
-    // side = SIDE_SRC lists the loads (copy_from), SIDE_DST the stores (copy_to).
+    // side = SIDE_SRC lists the loads (copy_from), SIDE_DST the stores
+    // (copy_to).
+    //
+    // Up to 64 bytes, one block by size class, glibc-style: the first and
+    // the last 4, 8, 16 or 2 x 16 bytes of the range, which overlap in the
+    // middle. Every load of a block comes before its first store, and rsi,
+    // rdi and rcx do not move within a block, so a fault anywhere in it
+    // resumes in the byte loop at the block's start, which copies up to the
+    // exact first bad byte (for copy_to, rewriting what the block's earlier
+    // stores wrote, with the same bytes). Every access lies inside
+    // [rsi, rsi + rcx), the range the handler's side check expects.
+    // Above 64 bytes, 64-byte blocks advance the cursors, and the last 1 to
+    // 64 bytes go through the size classes again; above {rep}, `rep movsb`.
     .macro copy name, side
     .p2align 4
     .globl \name
@@ -58,37 +70,94 @@ usercap_extable:
     .type \name, @function
 \name:
     mov rcx, rdx
+    cmp rcx, 64
+    ja .L\name\()_big
+.L\name\()_upto64:
+    cmp rcx, 16
+    jb .L\name\()_lt16
     cmp rcx, 32
-    jb .L\name\()_small
+    ja .L\name\()_upto64_33
+    flabel \name\()_ld16a
+    movups xmm0, xmmword ptr [rsi]
+    flabel \name\()_ld16b
+    movups xmm1, xmmword ptr [rsi + rcx - 16]
+    flabel \name\()_st16a
+    movups xmmword ptr [rdi], xmm0
+    flabel \name\()_st16b
+    movups xmmword ptr [rdi + rcx - 16], xmm1
+    xor eax, eax
+    ret
+.L\name\()_upto64_33:
+    flabel \name\()_ld32a
+    movups xmm0, xmmword ptr [rsi]
+    flabel \name\()_ld32b
+    movups xmm1, xmmword ptr [rsi + 16]
+    flabel \name\()_ld32c
+    movups xmm2, xmmword ptr [rsi + rcx - 32]
+    flabel \name\()_ld32d
+    movups xmm3, xmmword ptr [rsi + rcx - 16]
+    flabel \name\()_st32a
+    movups xmmword ptr [rdi], xmm0
+    flabel \name\()_st32b
+    movups xmmword ptr [rdi + 16], xmm1
+    flabel \name\()_st32c
+    movups xmmword ptr [rdi + rcx - 32], xmm2
+    flabel \name\()_st32d
+    movups xmmword ptr [rdi + rcx - 16], xmm3
+    xor eax, eax
+    ret
+.L\name\()_lt16:
+    cmp rcx, 8
+    jb .L\name\()_lt8
+    flabel \name\()_ldqa
+    mov rax, qword ptr [rsi]
+    flabel \name\()_ldqb
+    mov rdx, qword ptr [rsi + rcx - 8]
+    flabel \name\()_stqa
+    mov qword ptr [rdi], rax
+    flabel \name\()_stqb
+    mov qword ptr [rdi + rcx - 8], rdx
+    xor eax, eax
+    ret
+.L\name\()_lt8:
+    cmp rcx, 4
+    jb .L\name\()_bytes
+    flabel \name\()_ldda
+    mov eax, dword ptr [rsi]
+    flabel \name\()_lddb
+    mov edx, dword ptr [rsi + rcx - 4]
+    flabel \name\()_stda
+    mov dword ptr [rdi], eax
+    flabel \name\()_stdb
+    mov dword ptr [rdi + rcx - 4], edx
+    xor eax, eax
+    ret
+.L\name\()_big:
     cmp rcx, {rep}
     ja .L\name\()_rep
-.L\name\()_chunk:
-    flabel \name\()_ld0
+.L\name\()_block:
+    flabel \name\()_ldba
     movups xmm0, xmmword ptr [rsi]
-    flabel \name\()_ld1
+    flabel \name\()_ldbb
     movups xmm1, xmmword ptr [rsi + 16]
-    flabel \name\()_st0
+    flabel \name\()_ldbc
+    movups xmm2, xmmword ptr [rsi + 32]
+    flabel \name\()_ldbd
+    movups xmm3, xmmword ptr [rsi + 48]
+    flabel \name\()_stba
     movups xmmword ptr [rdi], xmm0
-    flabel \name\()_st1
+    flabel \name\()_stbb
     movups xmmword ptr [rdi + 16], xmm1
-    add rsi, 32
-    add rdi, 32
-    sub rcx, 32
-    cmp rcx, 32
-    jae .L\name\()_chunk
-.L\name\()_small:
-    cmp rcx, 8
-    jb .L\name\()_bytes
-.L\name\()_qword:
-    flabel \name\()_ldq
-    mov rax, qword ptr [rsi]
-    flabel \name\()_stq
-    mov qword ptr [rdi], rax
-    add rsi, 8
-    add rdi, 8
-    sub rcx, 8
-    cmp rcx, 8
-    jae .L\name\()_qword
+    flabel \name\()_stbc
+    movups xmmword ptr [rdi + 32], xmm2
+    flabel \name\()_stbd
+    movups xmmword ptr [rdi + 48], xmm3
+    add rsi, 64
+    add rdi, 64
+    sub rcx, 64
+    cmp rcx, 64
+    ja .L\name\()_block
+    jmp .L\name\()_upto64
 .L\name\()_bytes:
     test rcx, rcx
     jz .L\name\()_done
@@ -114,17 +183,15 @@ usercap_extable:
     ret
     .size \name, . - \name
     .if \side == {src}
-    ext \name\()_ld0, .L\name\()_bytes, {src}
-    ext \name\()_ld1, .L\name\()_bytes, {src}
-    ext \name\()_ldq, .L\name\()_bytes, {src}
+    .irp insn, ld16a, ld16b, ld32a, ld32b, ld32c, ld32d, ldqa, ldqb, ldda, lddb, ldba, ldbb, ldbc, ldbd, rep
+    ext \name\()_\insn, .L\name\()_bytes, {src}
+    .endr
     ext \name\()_ldb, .L\name\()_fail, {src}
-    ext \name\()_rep, .L\name\()_bytes, {src}
     .else
-    ext \name\()_st0, .L\name\()_bytes, {dst}
-    ext \name\()_st1, .L\name\()_bytes, {dst}
-    ext \name\()_stq, .L\name\()_bytes, {dst}
+    .irp insn, st16a, st16b, st32a, st32b, st32c, st32d, stqa, stqb, stda, stdb, stba, stbb, stbc, stbd, rep
+    ext \name\()_\insn, .L\name\()_bytes, {dst}
+    .endr
     ext \name\()_stb, .L\name\()_fail, {dst}
-    ext \name\()_rep, .L\name\()_bytes, {dst}
     .endif
     .endm
 
@@ -247,7 +314,12 @@ static INSTALL: Once = Once::new();
 // `Option<fn>`); all-zero is valid and means SIG_DFL, no flags, empty mask.
 const DEFAULT_ACTION: libc::sigaction = unsafe { std::mem::zeroed() };
 
+#[inline]
 pub(super) fn active() -> bool {
+    // The common case first: one load, no `Once` check on every copy.
+    if ACTIVE.load(Ordering::Acquire) {
+        return true;
+    }
     install();
     ACTIVE.load(Ordering::Acquire)
 }

@@ -19,11 +19,15 @@
 //!   [`clear`]). Every instruction that touches the untrusted side carries a
 //!   global label and an entry `(instruction, fixup, side)` in a table emitted
 //!   next to it, in the spirit of the kernel's `_ASM_EXTABLE_UA`.
-//! * Each routine is split by size: a qword/byte loop below 32 bytes, 32-byte
-//!   SSE chunks (two `movups`, SSE2 is baseline on `x86_64`) up to 2 KiB, and
-//!   `rep movsb`/`rep stosb` above. A fault in a chunk, a qword or a `rep`
-//!   resumes in the byte loop, which then faults on the exact first bad byte,
-//!   whose fixup returns `rcx`. The returned count is therefore exact to the
+//! * Each routine is split by size. The copies move up to 64 bytes as one
+//!   block of overlapping loads and stores by size class (the first and last
+//!   4, 8, 16 or 32 bytes, as glibc's `memcpy` does; SSE2 `movups`, which is
+//!   baseline on `x86_64`), longer ranges up to 2 KiB in 64-byte blocks and
+//!   then one last block, and above 2 KiB `rep movsb`; `clear` uses qword
+//!   and 32-byte loops and `rep stosb`. Within a block every load precedes
+//!   every store and the cursors do not move, so a fault in a block, a
+//!   qword or a `rep` resumes in the byte loop at the block's start, which
+//!   then faults on the exact first bad byte, whose fixup returns `rcx`. The returned count is therefore exact to the
 //!   byte whatever path faulted (this also sidesteps valgrind's off-by-one on
 //!   `rep movsb`, and any fast-string early stop).
 //! * A `SIGSEGV`/`SIGBUS` handler (installed once by [`install`], which every
@@ -114,9 +118,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod arch;
 mod memory;
+mod system;
 mod vm;
 
 pub use memory::{Prot, UserMemory};
+pub(crate) use system::SystemPages;
+pub use system::{
+    MAX_KERNEL_BUFFER_LEN, MAX_KERNEL_BUFFERS, SYSTEM_SPACE_LEN, is_kernel_range, system_space,
+};
 
 /// Which copy implementation to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -166,12 +175,13 @@ pub fn is_guarded() -> bool {
     false
 }
 
-/// The speculation barrier of probe rule 5: after the range checks, before
-/// the copy, so that a mispredicted check cannot feed a speculative load from
-/// an address the check rejected (Spectre v1, Linux's `barrier_nospec`).
+/// A full speculation barrier: `lfence` on `x86_64`; elsewhere a compiler
+/// fence, which keeps the order in the generated code but is no hardware
+/// barrier.
 ///
-/// `lfence` on `x86_64`; elsewhere a compiler fence, which keeps the order in
-/// the generated code but is no hardware barrier.
+/// `HostSpace` and the facade use [`mask_user_range`] instead (probe rule
+/// 5). This stays for comparison: the bench's `lfence` row is its price, and
+/// the driver's `KmdfSpace` issues one before the framework's probe-and-lock.
 #[inline]
 pub fn speculation_barrier() {
     #[cfg(target_arch = "x86_64")]
@@ -183,6 +193,81 @@ pub fn speculation_barrier() {
     }
     #[cfg(not(target_arch = "x86_64"))]
     core::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
+/// Probe rule 5 without a serialising barrier: returns `addr` if
+/// `[addr, addr + len)` neither wraps, nor ends above `limit`, nor overlaps
+/// [system space](system_space); otherwise returns 0, the null page.
+///
+/// The caller has already rejected such ranges with ordinary branches, so
+/// on the architectural path this returns `addr` unchanged. Its point is
+/// the *speculative* path: if the CPU mispredicts one of those branches, the
+/// copy that follows still loads from the address computed here, and that
+/// computation is a data dependency (`add`/`cmp`/`sbb`/`and`, no branch, in
+/// `asm!` so the compiler can neither turn it into a branch nor fold it away
+/// by knowing the branches passed). A rejected range therefore becomes the
+/// null page, which is never mapped (the first 64 KiB, as on Windows), and a
+/// mispredicted check cannot feed a speculative load from kernel memory.
+///
+/// This is Linux's `mask_user_address`, which replaced `barrier_nospec()`
+/// (`lfence`) in 64-bit x86 `copy_from_user` in 6.12 ("x86/uaccess: Avoid
+/// barrier_nospec() in 64-bit copy_from_user()"). Like Linux after
+/// CVE-2020-12965, it clamps to a canonical address rather than setting the
+/// high bits: AMD CPUs may load speculatively through a non-canonical
+/// address.
+///
+/// On targets other than `x86_64` it returns `addr` after a compiler fence:
+/// no hardware guarantee, as [`speculation_barrier`] there.
+#[inline]
+#[must_use]
+pub fn mask_user_range(addr: usize, len: usize, limit: usize) -> usize {
+    let (kernel_start, kernel_end) = system_space();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let masked: usize;
+        // SAFETY: register arithmetic only: no memory access, no stack, no
+        // flags or registers live across it other than the declared
+        // operands (`pure, nomem, nostack`; flags are clobbered, which
+        // `asm!` assumes without `preserves_flags`).
+        unsafe {
+            core::arch::asm!(
+                // end = addr + len; bad = all ones if it wrapped.
+                "mov {end}, {addr}",
+                "add {end}, {len}",
+                "sbb {bad}, {bad}",
+                // bad |= limit < end
+                "cmp {limit}, {end}",
+                "sbb {t}, {t}",
+                "or {bad}, {t}",
+                // bad |= addr < kernel_end && kernel_start < end
+                "cmp {addr}, {kend}",
+                "sbb {t}, {t}",
+                "cmp {kstart}, {end}",
+                "sbb {len}, {len}",
+                "and {t}, {len}",
+                "or {bad}, {t}",
+                // addr &= !bad
+                "not {bad}",
+                "and {addr}, {bad}",
+                addr = inout(reg) addr => masked,
+                len = inout(reg) len => _,
+                limit = in(reg) limit,
+                kstart = in(reg) kernel_start,
+                kend = in(reg) kernel_end,
+                end = out(reg) _,
+                bad = out(reg) _,
+                t = out(reg) _,
+                options(pure, nomem, nostack),
+            );
+        }
+        masked
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (len, limit, kernel_start, kernel_end);
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        addr
+    }
 }
 
 /// Copies `dst.len()` bytes from the untrusted address `src` into `dst`.

@@ -364,32 +364,53 @@ pub fn copy_from_to_pool(
     src: usize,
     len: usize,
 ) -> Result<Vec<usercap::PoolBlock>, usercap::CaptureError> {
+    use std::alloc::{Layout, alloc, dealloc};
     use usercap::{CaptureError, PoolBlock};
     let blocks = PoolBlock::blocks_for(len);
-    let mut out: Vec<PoolBlock> = Vec::new();
-    out.try_reserve_exact(blocks)
-        .map_err(|_| CaptureError::NoMemory)?;
-    let Some(spare) = out.spare_capacity_mut().get_mut(..blocks) else {
+    if blocks == 0 {
+        return Ok(Vec::new());
+    }
+    // Allocated here rather than with `Vec::try_reserve_exact`, whose
+    // out-of-line growth path costs as much as the copy for small captures.
+    let layout = Layout::array::<PoolBlock>(blocks).map_err(|_| CaptureError::NoMemory)?;
+    // SAFETY: `layout` has a non-zero size (`blocks > 0` and a block is 16
+    // bytes).
+    let raw = unsafe { alloc(layout) };
+    #[allow(
+        clippy::cast_ptr_alignment,
+        reason = "`alloc` returns memory aligned for `layout`, the layout of `[PoolBlock]`"
+    )]
+    let base = raw.cast::<PoolBlock>();
+    if base.is_null() {
         return Err(CaptureError::NoMemory);
-    };
-    let total = core::mem::size_of_val(spare);
-    let base: *mut u8 = spare.as_mut_ptr().cast();
-    // SAFETY: `base` points at `blocks` blocks (`total >= len` bytes) of
-    // `out`'s unused capacity: valid for writes, not aliased while `spare`
-    // is borrowed here, and writing uninitialised memory is allowed.
-    let left = unsafe { copy_from_raw(backend, base, len, src) };
+    }
+    // Zero the last block first, so the bytes past `len` are initialised
+    // and the copy then overwrites the rest of it: one 16-byte store rather
+    // than a `memset` of the tail.
+    // SAFETY: `blocks - 1` is in bounds of the allocation of `blocks`
+    // blocks.
+    let last = unsafe { base.add(blocks - 1) };
+    // SAFETY: `last` is in the allocation, valid for a write of one block
+    // and 16-aligned (the layout's alignment).
+    unsafe { last.write(PoolBlock([0; 16])) };
+    // SAFETY: `base` points at `blocks * 16 >= len` bytes we own, valid for
+    // writes and not aliased by any reference.
+    let left = unsafe { copy_from_raw(backend, base.cast(), len, src) };
     if left != 0 {
+        // SAFETY: `base` was allocated above with `layout` and is not used
+        // after this.
+        unsafe { dealloc(base.cast(), layout) };
         return Err(CaptureError::AccessViolation);
     }
-    let tail = base.wrapping_add(len);
-    // SAFETY: `[len, total)` lies inside the same spare capacity (`len <=
-    // total`), valid for writes; `u8` needs no alignment.
-    unsafe { core::ptr::write_bytes(tail, 0, total - len) };
-    // SAFETY: the first `blocks` elements of the capacity are initialised:
-    // bytes `[0, len)` by the copy and `[len, total)` just above, and any
-    // bit pattern is a valid `PoolBlock` (plain bytes).
-    unsafe { out.set_len(blocks) };
-    Ok(out)
+    let slice = std::ptr::slice_from_raw_parts_mut(base, blocks);
+    // SAFETY: `slice` was allocated by the global allocator with the layout
+    // of `[PoolBlock; blocks]`, which is what `Box<[PoolBlock]>` deallocates
+    // with. All `blocks` elements are initialised: bytes `[0, len)` by the
+    // copy and the rest of the last block by the zero store (the copy writes
+    // a prefix of `len` bytes exactly), and any bit pattern is a valid
+    // `PoolBlock`. Nothing else owns it.
+    let boxed = unsafe { Box::from_raw(slice) };
+    Ok(boxed.into_vec())
 }
 
 /// The copy from an untrusted address, with the checks every form shares.

@@ -22,8 +22,11 @@
 //!    (`MmUserProbeAddress`, 0x7FFF_FFFF_0000 on x64), is `AccessViolation`.
 //!    This is what keeps a user from pointing the kernel at kernel memory.
 //! 5. A speculation barrier, so that a mispredicted range check cannot feed a
-//!    speculative load from a kernel address (Spectre v1). It is the backend's
-//!    job because it needs `unsafe` (`_mm_lfence`), and this crate has none.
+//!    speculative load from a kernel address (Spectre v1): either `lfence`, or
+//!    Linux's branch-free address mask, which makes the copy's address a data
+//!    dependency of the check (the address itself if the range passed, a
+//!    never-mapped one if not). It is the backend's job because both need
+//!    `unsafe` (`_mm_lfence`, `asm!`), and this crate has none.
 //! 6. The copy itself, under a fault guard: a fault is `AccessViolation`,
 //!    never a crash.
 //!

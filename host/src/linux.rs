@@ -47,8 +47,7 @@ use core::fmt;
 
 use usercap::{CaptureError, DEFAULT_PROBE_LIMIT, errno};
 
-use crate::guarded::is_kernel_range;
-use crate::guarded::{self, Backend};
+use crate::guarded::{self, Backend, is_kernel_range};
 
 /// The end of user memory for the facade: `MmUserProbeAddress`, the probe
 /// limit of [`HostSpace::new`](crate::HostSpace::new). x86_64 Linux's

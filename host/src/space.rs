@@ -4,8 +4,7 @@ use usercap::{
     AddressSpace, CaptureError, DEFAULT_PROBE_LIMIT, Limits, Mode, PoolBlock, check_user_range,
 };
 
-use crate::guarded::is_kernel_range;
-use crate::guarded::{self, Backend};
+use crate::guarded::{self, Backend, is_kernel_range};
 
 /// The requester's address space, modelled by this process's own memory.
 ///

@@ -18,8 +18,9 @@
 //!   after a length check, into a preallocated buffer (plain memcpy);
 //! - `alloc+copy`: `Vec::with_capacity` + `extend_from_slice`, the
 //!   allocate-and-copy shape of `memdup_user`;
-//! - `memdup_user`: the facade's `memdup_user` (zeroed allocation, then the
-//!   guarded copy);
+//! - `memdup_user`: the facade's `memdup_user` (fallible allocation,
+//!   `access_ok`, the address mask, then the guarded copy straight into the
+//!   uninitialised allocation);
 //! - `process_vm_readv`: the fallback backend, one syscall per copy;
 //! - `lfence`: a serialising speculation barrier alone (once, not per size),
 //!   the price of the barrier the address mask replaces;

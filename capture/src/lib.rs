@@ -101,7 +101,7 @@ mod unicode;
 mod writer;
 
 pub use error::{CaptureError, NtStatus, errno};
-pub use ptr::{Captured, Extensible, UserPtr};
+pub use ptr::{CaptureSlot, Captured, Extensible, UserPtr};
 pub use slice::{CapturedBytes, CapturedCStr, CapturedSlice, CountedLayout, UserSlice};
 pub use space::{
     AddressSpace, Budgeted, DEFAULT_PROBE_LIMIT, LOWEST_USER_ADDRESS, Limits, Mode, PoolBlock,

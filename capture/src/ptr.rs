@@ -53,15 +53,74 @@ impl<T: FromBytes + IntoBytes> UserPtr<T> {
     ///
     /// A zero-sized `T` is returned without touching memory.
     ///
+    /// The value is returned by value, so the compiler moves it into the
+    /// caller's frame after the copy: a second pass over its bytes, and for
+    /// a large `T` a temporary on the kernel stack. For large structs, or to
+    /// capture into a request context, use
+    /// [`capture_into`](Self::capture_into), which writes each byte once,
+    /// in place.
+    ///
     /// # Errors
     /// `AccessViolation` or `Misaligned` from the probe or the copy.
     pub fn capture<S: AddressSpace + ?Sized>(self, space: &S) -> Result<Captured<T>, CaptureError> {
-        let mut value = T::new_zeroed();
-        let bytes = value.as_mut_bytes();
+        space.read_value::<T, _>(self.addr, align_of::<T>(), Captured)
+    }
+
+    /// Captures into `slot`, in place, and returns the kernel copy there.
+    ///
+    /// The same probe and the same single copy as [`capture`](Self::capture),
+    /// but the copy writes the slot's bytes directly and nothing is moved
+    /// afterwards: each byte is written once, and the kernel stack holds no
+    /// temporary `T`. A slot is made once ([`CaptureSlot::new`] zeroes it)
+    /// and reused, e.g. in a KMDF request context or a device's per-request
+    /// state.
+    ///
+    /// On an error the slot holds whatever part of the copy was made, but
+    /// nothing can read it: the only way to the slot's contents is the
+    /// reference a successful capture returns, and a successful capture
+    /// writes every byte.
+    ///
+    /// # Errors
+    /// As [`capture`](Self::capture).
+    pub fn capture_into<'s, S: AddressSpace + ?Sized>(
+        self,
+        space: &S,
+        slot: &'s mut CaptureSlot<T>,
+    ) -> Result<&'s Captured<T>, CaptureError> {
+        let bytes = slot.0.0.as_mut_bytes();
         if !bytes.is_empty() {
             space.read(self.addr, bytes, align_of::<T>())?;
         }
-        Ok(Captured(value))
+        Ok(&slot.0)
+    }
+}
+
+/// Storage for the in-place capture of one `T`
+/// ([`UserPtr::capture_into`]): made once, reused for every capture.
+///
+/// Its contents are reachable only through the `&Captured<T>` a successful
+/// capture returns; `Debug` shows none of them, since after a failed capture
+/// they are a partial copy that no handler may see.
+pub struct CaptureSlot<T>(Captured<T>);
+
+impl<T: FromBytes + IntoBytes> CaptureSlot<T> {
+    /// A zeroed slot. Zeroing once here is what lets every capture into it
+    /// write each byte once, with no `unsafe` in this crate.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(Captured(T::new_zeroed()))
+    }
+}
+
+impl<T: FromBytes + IntoBytes> Default for CaptureSlot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> core::fmt::Debug for CaptureSlot<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CaptureSlot").finish_non_exhaustive()
     }
 }
 

@@ -180,6 +180,43 @@ pub trait AddressSpace {
         Ok(storage)
     }
 
+    /// Reads one `T` at `src` and returns `wrap(value)`: `size_of::<T>()`
+    /// bytes with the probe rules of [`read`](Self::read), alignment
+    /// `align`. A zero-sized `T` is wrapped without touching memory.
+    ///
+    /// The default zero-initialises a `T` and reads into its bytes, so every
+    /// byte is written twice before the value is returned. A backend that
+    /// can copy into uninitialised memory overrides it, so that the copy is
+    /// the only write there.
+    ///
+    /// `wrap` is there for the one move that remains. Returning the value
+    /// moves it into the caller's frame (Rust has no guaranteed in-place
+    /// return), and when a capture rewrapped a returned `Result<T, _>` into
+    /// `Result<Captured<T>, _>`, the compiler moved it twice and split the
+    /// moves at odd offsets, which stalls on the copy's just-written bytes.
+    /// Wrapping where the copy lands leaves a single, aligned move.
+    /// [`UserPtr::capture_into`](crate::UserPtr::capture_into) has no move
+    /// at all.
+    ///
+    /// A generic method makes this trait unusable as `dyn AddressSpace`;
+    /// nothing takes one, since every capture is generic over its space.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    fn read_value<T: FromBytes + IntoBytes, R>(
+        &self,
+        src: usize,
+        align: usize,
+        wrap: impl FnOnce(T) -> R,
+    ) -> Result<R, CaptureError> {
+        let mut value = T::new_zeroed();
+        let bytes = value.as_mut_bytes();
+        if !bytes.is_empty() {
+            self.read(src, bytes, align)?;
+        }
+        Ok(wrap(value))
+    }
+
     /// Charges `bytes` against the current request's budget before they are
     /// allocated. The default has no request budget; [`Budgeted`] adds one.
     ///
@@ -208,6 +245,14 @@ impl<S: AddressSpace + ?Sized> AddressSpace for &S {
         align: usize,
     ) -> Result<Vec<PoolBlock>, CaptureError> {
         (**self).read_to_pool(src, len, align)
+    }
+    fn read_value<T: FromBytes + IntoBytes, R>(
+        &self,
+        src: usize,
+        align: usize,
+        wrap: impl FnOnce(T) -> R,
+    ) -> Result<R, CaptureError> {
+        (**self).read_value(src, align, wrap)
     }
     fn limits(&self) -> Limits {
         (**self).limits()
@@ -305,6 +350,14 @@ impl<S: AddressSpace + ?Sized> AddressSpace for Budgeted<'_, S> {
         align: usize,
     ) -> Result<Vec<PoolBlock>, CaptureError> {
         self.space.read_to_pool(src, len, align)
+    }
+    fn read_value<T: FromBytes + IntoBytes, R>(
+        &self,
+        src: usize,
+        align: usize,
+        wrap: impl FnOnce(T) -> R,
+    ) -> Result<R, CaptureError> {
+        self.space.read_value(src, align, wrap)
     }
     fn limits(&self) -> Limits {
         self.limits

@@ -10,9 +10,9 @@
 use usercap::sim::{Perm, SimSpace};
 use usercap::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use usercap::{
-    AddressSpace, Budgeted, CaptureError, CapturedBytes, CapturedUnicode, CountedLayout,
-    DEFAULT_PROBE_LIMIT, Extensible, Limits, Mode, NtStatus, UserPtr, UserSlice, UserWriter,
-    WireUnicodeString, errno,
+    AddressSpace, Budgeted, CaptureError, CaptureSlot, CapturedBytes, CapturedUnicode,
+    CountedLayout, DEFAULT_PROBE_LIMIT, Extensible, Limits, Mode, NtStatus, UserPtr, UserSlice,
+    UserWriter, WireUnicodeString, errno,
 };
 
 const PAGE: usize = 0x1000;
@@ -215,6 +215,131 @@ fn unmapped_guard_and_write_only_memory_fault() {
     assert_eq!(space.fetches(USER + PAGE), 0);
     let unmapped = UserPtr::<u32>::new(USER + 4 * PAGE).capture(&space);
     assert_eq!(unmapped.unwrap_err(), CaptureError::AccessViolation);
+}
+
+// ----------------------------------------------------------- in-place capture
+
+/// What a capture gave, as bytes, for comparing the two forms.
+fn by_value<T: FromBytes + IntoBytes + Immutable>(
+    space: &SimSpace,
+    addr: usize,
+) -> Result<Vec<u8>, CaptureError> {
+    Ok(UserPtr::<T>::new(addr).capture(space)?.as_bytes().to_vec())
+}
+
+fn in_place<T: FromBytes + IntoBytes + Immutable>(
+    space: &SimSpace,
+    addr: usize,
+    slot: &mut CaptureSlot<T>,
+) -> Result<Vec<u8>, CaptureError> {
+    Ok(UserPtr::<T>::new(addr)
+        .capture_into(space, slot)?
+        .as_bytes()
+        .to_vec())
+}
+
+#[test]
+fn capture_into_gives_what_capture_gives_for_every_probe_outcome() {
+    let space = SimSpace::new();
+    space.map(USER, &pattern(PAGE), Perm::READ).unwrap();
+    space
+        .map(DEFAULT_PROBE_LIMIT - PAGE, &pattern(2 * PAGE), Perm::READ)
+        .unwrap();
+    let mut slot = CaptureSlot::<[u64; 3]>::new();
+    let cases = [
+        (0, CaptureError::AccessViolation),
+        (0xFFF8, CaptureError::AccessViolation),
+        (USER + 4, CaptureError::Misaligned),
+        (USER + PAGE - 16, CaptureError::AccessViolation), // runs off the region
+        (DEFAULT_PROBE_LIMIT - 16, CaptureError::AccessViolation), // past the limit
+        (usize::MAX - 7, CaptureError::AccessViolation),   // wraps
+    ];
+    for (addr, error) in cases {
+        space.reset_counters();
+        assert_eq!(by_value::<[u64; 3]>(&space, addr), Err(error), "{addr:#x}");
+        let fetched = space.fetched_bytes();
+        space.reset_counters();
+        assert_eq!(in_place(&space, addr, &mut slot), Err(error), "{addr:#x}");
+        assert_eq!(space.fetched_bytes(), fetched, "{addr:#x}");
+    }
+    for addr in [USER, USER + 8, USER + PAGE - 24, DEFAULT_PROBE_LIMIT - 24] {
+        let expected = space.peek(addr, 24).unwrap();
+        space.reset_counters();
+        assert_eq!(by_value::<[u64; 3]>(&space, addr).unwrap(), expected);
+        space.reset_counters();
+        assert_eq!(in_place(&space, addr, &mut slot).unwrap(), expected);
+        assert_eq!(space.max_fetches(), 1);
+        assert_eq!(space.fetched_bytes(), 24);
+    }
+    // A zero-sized type touches nothing, at any address.
+    space.reset_counters();
+    let mut unit = CaptureSlot::<()>::new();
+    assert!(
+        UserPtr::<()>::new(0)
+            .capture_into(&space, &mut unit)
+            .is_ok()
+    );
+    assert_eq!(space.accesses(), 0);
+}
+
+#[test]
+fn a_reused_slot_holds_each_new_capture_whole() {
+    let space = space_with(USER, &pattern(PAGE), Perm::READ);
+    let mut slot = CaptureSlot::<[u32; 8]>::new();
+    for addr in [USER + 64, USER, USER + 1024, USER + 64] {
+        let captured = UserPtr::<[u32; 8]>::new(addr)
+            .capture_into(&space, &mut slot)
+            .unwrap();
+        assert_eq!(captured.as_bytes(), &pattern(PAGE)[addr - USER..][..32]);
+    }
+    // Four captures of 32 bytes; the two of USER + 64 are separate
+    // `UserPtr`s, so those bytes were fetched twice, visibly.
+    assert_eq!(space.fetched_bytes(), 128);
+    assert_eq!(space.fetches(USER + 64), 2);
+    assert_eq!(space.fetches(USER), 1);
+}
+
+#[test]
+fn a_failed_capture_into_hands_out_nothing_and_the_slot_shows_nothing() {
+    let space = SimSpace::new();
+    space.map(USER, &[0xAB; 16], Perm::READ).unwrap();
+    space.map_zeroed(USER + 16, PAGE, Perm::NONE).unwrap();
+    space.map(USER + 0x1_0000, &[0xCD; 32], Perm::READ).unwrap();
+    let mut slot = CaptureSlot::<[u8; 32]>::new();
+    let good = **UserPtr::<[u8; 32]>::new(USER + 0x1_0000)
+        .capture_into(&space, &mut slot)
+        .unwrap();
+    assert_eq!(good, [0xCD; 32]);
+    // 16 readable bytes, then a fault: the slot now holds half a copy...
+    assert_eq!(
+        UserPtr::<[u8; 32]>::new(USER)
+            .capture_into(&space, &mut slot)
+            .unwrap_err(),
+        CaptureError::AccessViolation
+    );
+    assert_eq!(space.fetches(USER + 15), 1);
+    // ...which nothing can read: no accessor, and `Debug` shows no bytes
+    // (a derived `Debug` would print them; this catches it).
+    assert_eq!(format!("{slot:?}"), "CaptureSlot { .. }");
+    // The next successful capture overwrites every byte.
+    let again = UserPtr::<[u8; 32]>::new(USER + 0x1_0000)
+        .capture_into(&space, &mut slot)
+        .unwrap();
+    assert_eq!(**again, [0xCD; 32]);
+}
+
+#[test]
+fn capture_into_keeps_its_snapshot_when_the_user_rewrites_the_bytes() {
+    let space = space_with(USER, &42u64.to_le_bytes(), Perm::READ_WRITE);
+    space.on_fetch(USER, |memory| {
+        assert!(memory.poke(USER, &u64::MAX.to_le_bytes()));
+    });
+    let mut slot = CaptureSlot::<u64>::new();
+    let value = UserPtr::<u64>::new(USER)
+        .capture_into(&space, &mut slot)
+        .unwrap();
+    assert_eq!(space.peek(USER, 8).unwrap(), u64::MAX.to_le_bytes());
+    assert_eq!(**value, 42);
 }
 
 // -------------------------------------------------------------- single fetch

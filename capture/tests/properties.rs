@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use usercap::sim::{Perm, SimSpace};
 use usercap::zerocopy::{FromBytes, Immutable, IntoBytes};
-use usercap::{CaptureError, DEFAULT_PROBE_LIMIT, Limits, UserSlice};
+use usercap::{CaptureError, CaptureSlot, DEFAULT_PROBE_LIMIT, Limits, UserPtr, UserSlice};
 
 const WINDOW: usize = 0x800;
 const MAX_CAPTURE: usize = 0x300;
@@ -148,5 +148,42 @@ proptest! {
         if let Ok(bytes) = &got {
             prop_assert_eq!(space.fetched_bytes(), bytes.len() as u64);
         }
+    }
+
+    #[test]
+    fn both_ptr_capture_forms_match_the_oracle(
+        layout in layout(),
+        offset in 0..WINDOW + 0x100,
+        leftover in any::<[u64; 3]>(),
+    ) {
+        let space = SimSpace::new().with_probe_limit(layout.probe_limit);
+        let layout = Layout {
+            regions: layout
+                .regions
+                .iter()
+                .filter(|(addr, bytes, perm)| space.map(*addr, bytes, *perm).is_ok())
+                .cloned()
+                .collect(),
+            ..layout
+        };
+        let addr = layout.base.wrapping_add(offset);
+        // A `[u64; 3]` is three 8-byte elements at an 8-aligned address.
+        let expected = oracle(&space, &layout, addr, 3, 8);
+        let by_value = UserPtr::<[u64; 3]>::new(addr)
+            .capture(&space)
+            .map(|c| c.as_bytes().to_vec());
+        prop_assert_eq!(&by_value, &expected);
+        prop_assert!(space.max_fetches() <= 1);
+        // The slot first holds an unrelated capture: nothing of it may show.
+        let mut slot = CaptureSlot::<[u64; 3]>::new();
+        space.map(0x7000_0000, leftover.as_bytes(), Perm::READ).unwrap();
+        let first = UserPtr::<[u64; 3]>::new(0x7000_0000).capture_into(&space, &mut slot);
+        prop_assert_eq!(first.map(|c| **c), Ok(leftover));
+        space.reset_counters();
+        let in_place = UserPtr::<[u64; 3]>::new(addr)
+            .capture_into(&space, &mut slot)
+            .map(|c| c.as_bytes().to_vec());
+        prop_assert_eq!(&in_place, &expected);
+        prop_assert!(space.max_fetches() <= 1);
     }
 }

@@ -4,6 +4,8 @@ use usercap::{
     AddressSpace, CaptureError, DEFAULT_PROBE_LIMIT, Limits, Mode, PoolBlock, check_user_range,
 };
 
+use zerocopy::{FromBytes, IntoBytes};
+
 use crate::guarded::{self, Backend, is_kernel_range};
 
 /// The requester's address space, modelled by this process's own memory.
@@ -168,6 +170,23 @@ impl AddressSpace for HostSpace {
         }
         let src = self.probe(src, len, align)?;
         guarded::copy_from_to_pool(self.backend, src, len)
+    }
+
+    /// Probes, then copies straight into an uninitialised `T`: no
+    /// zero-fill before the copy (see `guarded::read_value`).
+    #[inline]
+    fn read_value<T: FromBytes + IntoBytes, R>(
+        &self,
+        src: usize,
+        align: usize,
+        wrap: impl FnOnce(T) -> R,
+    ) -> Result<R, CaptureError> {
+        let len = core::mem::size_of::<T>();
+        if len == 0 {
+            return Ok(wrap(T::new_zeroed()));
+        }
+        let src = self.probe(src, len, align)?;
+        guarded::read_value(self.backend, src, wrap)
     }
 
     fn limits(&self) -> Limits {

@@ -388,3 +388,55 @@ fn slice_captures_copy_straight_into_pool_exactly() {
         .unwrap();
     assert_eq!(copy.as_bytes(), &bytes[..400]);
 }
+
+/// Both forms of a typed capture of `N` bytes at every start where the
+/// value runs off either end of the page, and at a few inside it, against
+/// what the page holds: the value when every byte is readable, else
+/// `AccessViolation`. `HostSpace` copies `capture`'s value into
+/// uninitialised memory; through `Budgeted` the same override is reached by
+/// forwarding; `capture_into` reads into a slot that still holds the last
+/// capture.
+fn both_forms_at_the_page_edges<const N: usize>(page: &GuardedPage) {
+    let base = page.addr();
+    let size = page_size();
+    let bytes = page.read();
+    let mut slot = usercap::CaptureSlot::<[u8; N]>::new();
+    let starts = (0..=N)
+        .map(|k| base - k)
+        .chain((0..=N).map(|k| base + size - k))
+        .chain([base + 1, base + size / 2]);
+    for space in spaces() {
+        let budgeted = usercap::Budgeted::new(&space);
+        for addr in starts.clone() {
+            let expected = (addr >= base && addr + N <= base + size)
+                .then(|| bytes[addr - base..addr - base + N].to_vec())
+                .ok_or(AV);
+            let by_value = UserPtr::<[u8; N]>::new(addr)
+                .capture(&space)
+                .map(|c| c.to_vec());
+            assert_eq!(by_value, expected, "capture of {N} at {addr:#x}");
+            let forwarded = UserPtr::<[u8; N]>::new(addr)
+                .capture(&budgeted)
+                .map(|c| c.to_vec());
+            assert_eq!(forwarded, expected, "budgeted capture of {N} at {addr:#x}");
+            let in_place = UserPtr::<[u8; N]>::new(addr)
+                .capture_into(&space, &mut slot)
+                .map(|c| c.to_vec());
+            assert_eq!(in_place, expected, "capture_into of {N} at {addr:#x}");
+        }
+    }
+}
+
+#[test]
+fn typed_captures_in_both_forms_are_exact_at_the_page_edges() {
+    let page = GuardedPage::new();
+    let data: Vec<u8> = (0..page_size()).map(common::pattern).collect();
+    page.write(0, &data);
+    both_forms_at_the_page_edges::<1>(&page);
+    both_forms_at_the_page_edges::<8>(&page);
+    both_forms_at_the_page_edges::<24>(&page);
+    both_forms_at_the_page_edges::<64>(&page);
+    both_forms_at_the_page_edges::<100>(&page);
+    both_forms_at_the_page_edges::<256>(&page);
+    both_forms_at_the_page_edges::<4096>(&page);
+}

@@ -1,6 +1,7 @@
-//! `UserPtr::capture` of a fixed-size struct makes no heap allocation: the
-//! kernel copy lives inline, in the caller's frame. Checked with a counting
-//! global allocator that counts only on the measuring thread.
+//! `UserPtr::capture` and `capture_into` of a fixed-size struct make no heap
+//! allocation: the kernel copy lives inline, in the caller's frame or slot.
+//! Checked with a counting global allocator that counts only on the
+//! measuring thread.
 #![cfg(unix)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -77,6 +78,7 @@ fn user_ptr_capture_allocates_nothing() {
     // Warm up: the first copy installs the signal handler.
     let _ = UserPtr::<SumRequest>::new(addr).capture(&space).unwrap();
     let mut sum = 0u64;
+    let mut slot = usercap::CaptureSlot::<[u8; 256]>::new();
     let count = allocations(|| {
         for _ in 0..N {
             let request = UserPtr::<SumRequest>::new(addr).capture(&space).unwrap();
@@ -84,6 +86,10 @@ fn user_ptr_capture_allocates_nothing() {
             let block = UserPtr::<[u8; 256]>::new(addr + 256)
                 .capture(&space)
                 .unwrap();
+            let in_place = UserPtr::<[u8; 256]>::new(addr + 512)
+                .capture_into(&space, &mut slot)
+                .unwrap();
+            sum = sum.wrapping_add(u64::from(in_place[0]));
             let sized = UserPtr::<Config>::new(addr + 1024)
                 .capture_sized(&space, 24)
                 .map(|_| ())
@@ -95,10 +101,13 @@ fn user_ptr_capture_allocates_nothing() {
             std::hint::black_box(sized);
         }
     });
-    assert_eq!(count, 0, "{count} allocations in {N} x 4 captures");
+    assert_eq!(count, 0, "{count} allocations in {N} x 5 captures");
     let word = 0x1111_1111_1111_1111_u64;
     let expected = (0..N).fold(0u64, |s, _| {
-        s.wrapping_add(word).wrapping_add(word).wrapping_add(0x11)
+        s.wrapping_add(word)
+            .wrapping_add(word)
+            .wrapping_add(0x11)
+            .wrapping_add(0x11)
     });
     assert_eq!(sum, expected);
 }

@@ -203,18 +203,28 @@ pub fn speculation_barrier() {
 /// on the architectural path this returns `addr` unchanged. Its point is
 /// the *speculative* path: if the CPU mispredicts one of those branches, the
 /// copy that follows still loads from the address computed here, and that
-/// computation is a data dependency (`add`/`cmp`/`sbb`/`and`, no branch, in
+/// computation is a data dependency (`sub`/`cmp`/`cmov`, no branch, in
 /// `asm!` so the compiler can neither turn it into a branch nor fold it away
-/// by knowing the branches passed). A rejected range therefore becomes the
+/// by knowing the branches passed; a `cmov` is not predicted, it waits for
+/// its flags). A rejected range therefore becomes the
 /// null page, which is never mapped (the first 64 KiB, as on Windows), and a
 /// mispredicted check cannot feed a speculative load from kernel memory.
 ///
 /// This is Linux's `mask_user_address`, which replaced `barrier_nospec()`
 /// (`lfence`) in 64-bit x86 `copy_from_user` in 6.12 ("x86/uaccess: Avoid
-/// barrier_nospec() in 64-bit copy_from_user()"). Like Linux after
-/// CVE-2020-12965, it clamps to a canonical address rather than setting the
-/// high bits: AMD CPUs may load speculatively through a non-canonical
-/// address.
+/// barrier_nospec() in 64-bit copy_from_user()"), and which since 6.13 is a
+/// `cmp`/`cmova` against `USER_PTR_MAX`. Like Linux after CVE-2020-12965, it
+/// clamps to a canonical address rather than setting the high bits: AMD
+/// CPUs may load speculatively through a non-canonical address. It has two
+/// checks where Linux has one because the model's system space lies inside
+/// this process's user half, not above it.
+///
+/// A `len` of 0 is checked as 1.
+///
+/// Only the last few instructions depend on `addr`; the rest (bounds
+/// derived from `len`, `limit` and system space) runs in parallel with
+/// whatever produces `addr`, so the copy's loads wait about three cycles
+/// for the mask.
 ///
 /// On targets other than `x86_64` it returns `addr` after a compiler fence:
 /// no hardware guarantee, as [`speculation_barrier`] there.
@@ -222,6 +232,9 @@ pub fn speculation_barrier() {
 #[must_use]
 pub fn mask_user_range(addr: usize, len: usize, limit: usize) -> usize {
     let (kernel_start, kernel_end) = system_space();
+    // A zero length is checked as one byte: never looser than the branchy
+    // checks, which a zero length does not reach (probe rule 1).
+    let len = len.max(1);
     #[cfg(target_arch = "x86_64")]
     {
         let masked: usize;
@@ -231,32 +244,51 @@ pub fn mask_user_range(addr: usize, len: usize, limit: usize) -> usize {
         // `asm!` assumes without `preserves_flags`).
         unsafe {
             core::arch::asm!(
-                // end = addr + len; bad = all ones if it wrapped.
-                "mov {end}, {addr}",
-                "add {end}, {len}",
-                "sbb {bad}, {bad}",
-                // bad |= limit < end
-                "cmp {limit}, {end}",
-                "sbb {t}, {t}",
-                "or {bad}, {t}",
-                // bad |= addr < kernel_end && kernel_start < end
-                "cmp {addr}, {kend}",
-                "sbb {t}, {t}",
-                "cmp {kstart}, {end}",
-                "sbb {len}, {len}",
-                "and {t}, {len}",
-                "or {bad}, {t}",
-                // addr &= !bad
-                "not {bad}",
-                "and {addr}, {bad}",
+                // Two range checks, each one compare and one `cmov` of the
+                // address to zero. What depends only on `len`, `limit` and
+                // the bounds is computed first; it does not wait for `addr`,
+                // which leaves three instructions between `addr` and the
+                // masked address the copy waits for.
+                "xor {zero:e}, {zero:e}",
+                // hi = limit - len, or 0 if len > limit. `addr > hi` is
+                // exactly "wraps or ends past the limit".
+                "mov {hi}, {limit}",
+                "sub {hi}, {len}",
+                "cmovb {hi}, {zero}",
+                // The ranges that overlap system space start in
+                // [kstart - (len - 1), kend). Modulo 2^64, with
+                // lo = kstart - (len - 1) and
+                // width = kend - kstart + (len - 1), saturated at 2^64 - 1,
+                // overlap is `addr - lo < width`. (A saturated width means
+                // every such range overlaps or wraps. When system space is
+                // not reserved, kstart = kend = 0 and only ranges that wrap
+                // are flagged, which `hi` rejects as well.)
+                "sub {len}, 1",
+                "mov {lo}, {kstart}",
+                "sub {lo}, {len}",
+                "mov {width}, {kend}",
+                "sub {width}, {kstart}",
+                "add {width}, {len}",
+                "sbb {d}, {d}",
+                "or {width}, {d}",
+                // The three instructions that wait for `addr`, and the two
+                // `cmov`s.
+                "mov {d}, {addr}",
+                "sub {d}, {lo}",
+                "cmp {addr}, {hi}",
+                "cmova {addr}, {zero}",
+                "cmp {d}, {width}",
+                "cmovb {addr}, {zero}",
                 addr = inout(reg) addr => masked,
                 len = inout(reg) len => _,
                 limit = in(reg) limit,
                 kstart = in(reg) kernel_start,
                 kend = in(reg) kernel_end,
-                end = out(reg) _,
-                bad = out(reg) _,
-                t = out(reg) _,
+                zero = out(reg) _,
+                hi = out(reg) _,
+                lo = out(reg) _,
+                width = out(reg) _,
+                d = out(reg) _,
                 options(pure, nomem, nostack),
             );
         }
@@ -411,6 +443,36 @@ pub fn copy_from_to_pool(
     // `PoolBlock`. Nothing else owns it.
     let boxed = unsafe { Box::from_raw(slice) };
     Ok(boxed.into_vec())
+}
+
+/// Reads one `T` from the untrusted address `src` into uninitialised
+/// memory and returns it: the copy is the only write to the value before it
+/// is returned (moving the result to the caller is the compiler's).
+///
+/// A zero-sized `T` is returned without touching memory.
+///
+/// # Errors
+/// `AccessViolation` if any byte could not be read; nothing partial is
+/// returned.
+#[inline]
+pub fn read_value<T: zerocopy::FromBytes, R>(
+    backend: Backend,
+    src: usize,
+    wrap: impl FnOnce(T) -> R,
+) -> Result<R, usercap::CaptureError> {
+    let mut value = core::mem::MaybeUninit::<T>::uninit();
+    let len = core::mem::size_of::<T>();
+    // SAFETY: `value` is valid for `size_of::<T>()` writes (uninitialised
+    // is allowed) and nothing else refers to it.
+    let left = unsafe { copy_from_raw(backend, value.as_mut_ptr().cast(), len, src) };
+    if left != 0 {
+        return Err(usercap::CaptureError::AccessViolation);
+    }
+    // SAFETY: `left == 0`: the copy wrote all `size_of::<T>()` bytes (every
+    // backend writes exactly a prefix of `len - left` bytes), so the value
+    // is fully initialised, and `T: FromBytes` makes every initialised byte
+    // pattern a valid `T`.
+    Ok(wrap(unsafe { value.assume_init() }))
 }
 
 /// The copy from an untrusted address, with the checks every form shares.

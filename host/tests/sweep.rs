@@ -1,6 +1,7 @@
 //! Fault-boundary sweep: every size 0..=128 at every start offset straddling
 //! both ends of a read-write page fenced by `PROT_NONE` pages, plus sampled
-//! larger sizes that reach the 32-byte-chunk and `rep` paths.
+//! larger sizes that reach the 128-byte-block and `rep` paths, with starts
+//! on both sides of each block boundary.
 #![cfg(unix)]
 
 /// Whether this target has the exception-table routines.
@@ -32,7 +33,9 @@ fn cases(m: usize, page: usize) -> Vec<(usize, usize)> {
             out.push((m + page - k, n));
         }
     }
-    for n in [255, 256, 257, 1000, 2047, 2048, 2049, 3000, 4095, page] {
+    for n in [
+        129, 200, 255, 256, 257, 1000, 2047, 2048, 2049, 3000, 4095, page,
+    ] {
         let mut ks = vec![
             0,
             1,
@@ -50,6 +53,15 @@ fn cases(m: usize, page: usize) -> Vec<(usize, usize)> {
             64,
             65,
             100,
+            127,
+            128,
+            129,
+            191,
+            192,
+            193,
+            255,
+            256,
+            257,
             n / 2,
             n - 1,
             n,

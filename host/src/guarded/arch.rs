@@ -11,14 +11,14 @@ const SIDE_SRC: u32 = 0;
 /// Side of an entry: the fault must be in `[rdi, rdi + rcx)`.
 const SIDE_DST: u32 = 1;
 /// Number of exception-table entries (checked by the assembler).
-const EXTABLE_LEN: usize = 37;
+const EXTABLE_LEN: usize = 61;
 /// The `SI_KERNEL` `si_code` (`#GP`, e.g. a non-canonical address).
 const SI_KERNEL: i32 = 0x80;
 /// End of the lower canonical half with 4-level paging.
 const LOWER_HALF_END: usize = 1 << 47;
 
 // The routines follow the SysV ABI and only touch caller-saved registers
-// (rax, rcx, rdx, rsi, rdi, xmm0 to xmm3). Register roles are fixed across all
+// (rax, rcx, rdx, rsi, rdi, xmm0 to xmm7). Register roles are fixed across all
 // of them, which is what the handler relies on: rsi = source cursor,
 // rdi = destination cursor, rcx = bytes left. Every labelled instruction
 // has a table entry emitted right after it (`ext`), whose fixup is either
@@ -53,16 +53,17 @@ usercap_extable:
     // side = SIDE_SRC lists the loads (copy_from), SIDE_DST the stores
     // (copy_to).
     //
-    // Up to 64 bytes, one block by size class, glibc-style: the first and
-    // the last 4, 8, 16 or 2 x 16 bytes of the range, which overlap in the
-    // middle. Every load of a block comes before its first store, and rsi,
+    // Up to 128 bytes, one block by size class, glibc-style: the first and
+    // the last 4, 8, 16, 2 x 16 or 4 x 16 bytes of the range, which overlap
+    // in the middle. Every load of a block comes before its first store, and rsi,
     // rdi and rcx do not move within a block, so a fault anywhere in it
     // resumes in the byte loop at the block's start, which copies up to the
     // exact first bad byte (for copy_to, rewriting what the block's earlier
     // stores wrote, with the same bytes). Every access lies inside
     // [rsi, rsi + rcx), the range the handler's side check expects.
-    // Above 64 bytes, 64-byte blocks advance the cursors, and the last 1 to
-    // 64 bytes go through the size classes again; above {rep}, `rep movsb`.
+    // Above 128 bytes, 128-byte blocks advance the cursors, and the last 1
+    // to 128 bytes go through the size classes again; above {rep},
+    // `rep movsb`.
     .macro copy name, side
     .p2align 4
     .globl \name
@@ -135,6 +136,8 @@ usercap_extable:
 .L\name\()_big:
     cmp rcx, {rep}
     ja .L\name\()_rep
+    cmp rcx, 128
+    jbe .L\name\()_upto128
 .L\name\()_block:
     flabel \name\()_ldba
     movups xmm0, xmmword ptr [rsi]
@@ -144,6 +147,14 @@ usercap_extable:
     movups xmm2, xmmword ptr [rsi + 32]
     flabel \name\()_ldbd
     movups xmm3, xmmword ptr [rsi + 48]
+    flabel \name\()_ldbe
+    movups xmm4, xmmword ptr [rsi + 64]
+    flabel \name\()_ldbf
+    movups xmm5, xmmword ptr [rsi + 80]
+    flabel \name\()_ldbg
+    movups xmm6, xmmword ptr [rsi + 96]
+    flabel \name\()_ldbh
+    movups xmm7, xmmword ptr [rsi + 112]
     flabel \name\()_stba
     movups xmmword ptr [rdi], xmm0
     flabel \name\()_stbb
@@ -152,12 +163,56 @@ usercap_extable:
     movups xmmword ptr [rdi + 32], xmm2
     flabel \name\()_stbd
     movups xmmword ptr [rdi + 48], xmm3
-    add rsi, 64
-    add rdi, 64
-    sub rcx, 64
-    cmp rcx, 64
+    flabel \name\()_stbe
+    movups xmmword ptr [rdi + 64], xmm4
+    flabel \name\()_stbf
+    movups xmmword ptr [rdi + 80], xmm5
+    flabel \name\()_stbg
+    movups xmmword ptr [rdi + 96], xmm6
+    flabel \name\()_stbh
+    movups xmmword ptr [rdi + 112], xmm7
+    add rsi, 128
+    add rdi, 128
+    sub rcx, 128
+    cmp rcx, 128
     ja .L\name\()_block
-    jmp .L\name\()_upto64
+    cmp rcx, 64
+    jbe .L\name\()_upto64
+.L\name\()_upto128:
+    flabel \name\()_ld128a
+    movups xmm0, xmmword ptr [rsi]
+    flabel \name\()_ld128b
+    movups xmm1, xmmword ptr [rsi + 16]
+    flabel \name\()_ld128c
+    movups xmm2, xmmword ptr [rsi + 32]
+    flabel \name\()_ld128d
+    movups xmm3, xmmword ptr [rsi + 48]
+    flabel \name\()_ld128e
+    movups xmm4, xmmword ptr [rsi + rcx - 64]
+    flabel \name\()_ld128f
+    movups xmm5, xmmword ptr [rsi + rcx - 48]
+    flabel \name\()_ld128g
+    movups xmm6, xmmword ptr [rsi + rcx - 32]
+    flabel \name\()_ld128h
+    movups xmm7, xmmword ptr [rsi + rcx - 16]
+    flabel \name\()_st128a
+    movups xmmword ptr [rdi], xmm0
+    flabel \name\()_st128b
+    movups xmmword ptr [rdi + 16], xmm1
+    flabel \name\()_st128c
+    movups xmmword ptr [rdi + 32], xmm2
+    flabel \name\()_st128d
+    movups xmmword ptr [rdi + 48], xmm3
+    flabel \name\()_st128e
+    movups xmmword ptr [rdi + rcx - 64], xmm4
+    flabel \name\()_st128f
+    movups xmmword ptr [rdi + rcx - 48], xmm5
+    flabel \name\()_st128g
+    movups xmmword ptr [rdi + rcx - 32], xmm6
+    flabel \name\()_st128h
+    movups xmmword ptr [rdi + rcx - 16], xmm7
+    xor eax, eax
+    ret
 .L\name\()_bytes:
     test rcx, rcx
     jz .L\name\()_done
@@ -183,12 +238,12 @@ usercap_extable:
     ret
     .size \name, . - \name
     .if \side == {src}
-    .irp insn, ld16a, ld16b, ld32a, ld32b, ld32c, ld32d, ldqa, ldqb, ldda, lddb, ldba, ldbb, ldbc, ldbd, rep
+    .irp insn, ld16a, ld16b, ld32a, ld32b, ld32c, ld32d, ldqa, ldqb, ldda, lddb, ldba, ldbb, ldbc, ldbd, ldbe, ldbf, ldbg, ldbh, ld128a, ld128b, ld128c, ld128d, ld128e, ld128f, ld128g, ld128h, rep
     ext \name\()_\insn, .L\name\()_bytes, {src}
     .endr
     ext \name\()_ldb, .L\name\()_fail, {src}
     .else
-    .irp insn, st16a, st16b, st32a, st32b, st32c, st32d, stqa, stqb, stda, stdb, stba, stbb, stbc, stbd, rep
+    .irp insn, st16a, st16b, st32a, st32b, st32c, st32d, stqa, stqb, stda, stdb, stba, stbb, stbc, stbd, stbe, stbf, stbg, stbh, st128a, st128b, st128c, st128d, st128e, st128f, st128g, st128h, rep
     ext \name\()_\insn, .L\name\()_bytes, {dst}
     .endr
     ext \name\()_stb, .L\name\()_fail, {dst}

@@ -3,24 +3,32 @@
 //! the targets are in docs/performance.md.
 //!
 //! For each size (8 B to 1 MiB), all from the same heap source, valid (no
-//! faults):
+//! faults), one row after the other, so that the rows a target compares are
+//! measured back to back:
 //!
-//! - `UserPtr::capture`: `UserPtr::<[u8; N]>::capture` on a user-mode
-//!   `HostSpace` (probe, system-space check, address mask, guarded copy
-//!   into an inline `Captured`);
-//! - `UserSlice::capture`: `UserSlice::<u8>::capture` (the same, plus the
-//!   limit and budget checks and a fallible pool allocation the copy writes
-//!   once);
-//! - `HostSpace::read`: the backend alone, into a preallocated buffer (probe,
-//!   system-space check, address mask, guarded copy);
-//! - `guarded`: the raw guarded copy into a preallocated buffer;
 //! - `copy_nonoverlapping`: `copy_from_slice`, i.e. `ptr::copy_nonoverlapping`
 //!   after a length check, into a preallocated buffer (plain memcpy);
+//! - `UserPtr::capture`: `UserPtr::<[u8; N]>::capture` on a user-mode
+//!   `HostSpace` (probe, system-space check, address mask, guarded copy
+//!   into an uninitialised value, returned by value as
+//!   `Result<Captured<_>, _>`);
+//! - `UserPtr::capture_into`: the same into a reused `CaptureSlot`, in
+//!   place: the copy is the only write;
+//! - `copy+move`: the floor of any by-value capture, with no probe and no
+//!   guard: `copy_nonoverlapping` into a value the compiler cannot see into
+//!   (as it cannot see into the guarded routine), returned by value as
+//!   `Result<[u8; N], _>`, which moves it;
 //! - `alloc+copy`: `Vec::with_capacity` + `extend_from_slice`, the
 //!   allocate-and-copy shape of `memdup_user`;
+//! - `UserSlice::capture`: `UserSlice::<u8>::capture` (limit and budget
+//!   checks, probe, mask, and a fallible pool allocation the copy writes
+//!   once);
 //! - `memdup_user`: the facade's `memdup_user` (fallible allocation,
 //!   `access_ok`, the address mask, then the guarded copy straight into the
 //!   uninitialised allocation);
+//! - `guarded`: the raw guarded copy into a preallocated buffer;
+//! - `HostSpace::read`: the backend alone, into a preallocated buffer (probe,
+//!   system-space check, address mask, guarded copy);
 //! - `process_vm_readv`: the fallback backend, one syscall per copy;
 //! - `lfence`: a serialising speculation barrier alone (once, not per size),
 //!   the price of the barrier the address mask replaces;
@@ -33,108 +41,140 @@
 #[cfg(unix)]
 mod bench {
     use std::hint::black_box;
+    use std::mem::MaybeUninit;
     use std::time::Duration;
 
     use criterion::measurement::WallTime;
     use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-    use usercap::{AddressSpace, UserPtr, UserSlice};
+    use usercap::{AddressSpace, CaptureError, CaptureSlot, UserPtr, UserSlice};
     use usercap_host::guarded::{self, Backend};
     use usercap_host::{HostSpace, KernelBuffer, linux};
 
-    const SIZES: [usize; 6] = [8, 64, 256, 4096, 65_536, 1 << 20];
+    /// The floor of a by-value capture: a copy into a value whose address
+    /// the compiler must assume escaped (as it does when the address goes
+    /// to the guarded routine), then the move of the returned `Result`.
+    #[inline]
+    fn copy_then_move<const N: usize>(src: &[u8]) -> Result<[u8; N], CaptureError> {
+        let src = src.get(..N).ok_or(CaptureError::Invalid)?;
+        let mut value = MaybeUninit::<[u8; N]>::uninit();
+        let dst = black_box(value.as_mut_ptr().cast::<u8>());
+        // SAFETY: `src` has `N` bytes; `dst` is `value`'s address
+        // (`black_box` returns its argument), valid for `N` writes, and a
+        // stack value cannot overlap the borrowed source.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, N) };
+        // SAFETY: the copy above initialised all `N` bytes, and any bytes
+        // are a valid `[u8; N]`.
+        Ok(unsafe { value.assume_init() })
+    }
 
-    fn user_ptr<const N: usize>(
+    /// Every row of one size, back to back.
+    fn size<const N: usize>(
         group: &mut BenchmarkGroup<'_, WallTime>,
         space: &HostSpace,
-        addr: usize,
+        src: &[u8],
+        dst: &mut [u8],
     ) {
+        let addr = src.as_ptr().addr();
         group.throughput(Throughput::Bytes(N as u64));
-        group.bench_with_input(BenchmarkId::new("UserPtr::capture", N), &N, |b, _| {
+        let id = |name: &str| BenchmarkId::new(name, N);
+        group.bench_function(id("copy_nonoverlapping"), |b| {
+            // `copy_from_slice` is `ptr::copy_nonoverlapping` after a length
+            // check.
+            b.iter(|| black_box(&mut dst[..N]).copy_from_slice(black_box(&src[..N])));
+        });
+        group.bench_function(id("UserPtr::capture"), |b| {
             b.iter(|| {
                 let captured = UserPtr::<[u8; N]>::new(black_box(addr)).capture(space);
                 black_box(&captured);
             });
         });
+        let mut slot = CaptureSlot::<[u8; N]>::new();
+        group.bench_function(id("UserPtr::capture_into"), |b| {
+            b.iter(|| {
+                let captured =
+                    UserPtr::<[u8; N]>::new(black_box(addr)).capture_into(space, &mut slot);
+                black_box(captured.is_ok());
+            });
+        });
+        group.bench_function(id("copy+move"), |b| {
+            b.iter(|| {
+                let moved = copy_then_move::<N>(black_box(src));
+                black_box(&moved);
+            });
+        });
+        group.bench_function(id("alloc+copy"), |b| {
+            b.iter(|| {
+                let mut copy = Vec::with_capacity(N);
+                copy.extend_from_slice(black_box(&src[..N]));
+                black_box(copy)
+            });
+        });
+        group.bench_function(id("UserSlice::capture"), |b| {
+            b.iter(|| {
+                let captured = UserSlice::<u8>::new(black_box(addr), N)
+                    .unwrap()
+                    .capture(space);
+                black_box(&captured);
+            });
+        });
+        group.bench_function(id("memdup_user"), |b| {
+            b.iter(|| black_box(linux::memdup_user(black_box(addr), N)));
+        });
+        group.bench_function(id("guarded"), |b| {
+            b.iter(|| {
+                black_box(guarded::copy_from(
+                    black_box(&mut dst[..N]),
+                    black_box(addr),
+                ))
+            });
+        });
+        group.bench_function(id("HostSpace::read"), |b| {
+            b.iter(|| black_box(space.read(black_box(addr), black_box(&mut dst[..N]), 1)));
+        });
+        group.bench_function(id("process_vm_readv"), |b| {
+            b.iter(|| {
+                black_box(guarded::copy_from_with(
+                    Backend::ProcessVmReadv,
+                    black_box(&mut dst[..N]),
+                    black_box(addr),
+                ))
+            });
+        });
     }
+
+    /// The largest size.
+    const MAX: usize = 1 << 20;
 
     pub fn capture(c: &mut Criterion) {
         guarded::install();
         let kernel: Vec<KernelBuffer> = (0..4).map(|_| KernelBuffer::new(4096).unwrap()).collect();
-        let max = SIZES[SIZES.len() - 1];
-        let src: Vec<u8> = (0..max).map(|i| u8::try_from(i % 251).unwrap()).collect();
-        let addr = src.as_ptr().addr();
+        let src: Vec<u8> = (0..MAX).map(|i| u8::try_from(i % 251).unwrap()).collect();
+        // One destination for every size, touched before it is measured.
+        let mut dst = vec![0x5A_u8; MAX];
         let space = HostSpace::new();
 
         let mut group = c.benchmark_group("capture");
         group
-            .warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1))
-            .sample_size(20);
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(30);
 
         group.bench_function("lfence", |b| b.iter(guarded::speculation_barrier));
         group.bench_function("mask", |b| {
             b.iter(|| {
                 guarded::mask_user_range(
-                    black_box(addr),
+                    black_box(src.as_ptr().addr()),
                     black_box(64),
                     black_box(usercap::DEFAULT_PROBE_LIMIT),
                 )
             });
         });
-        user_ptr::<8>(&mut group, &space, addr);
-        user_ptr::<64>(&mut group, &space, addr);
-        user_ptr::<256>(&mut group, &space, addr);
-        user_ptr::<4096>(&mut group, &space, addr);
-        user_ptr::<65_536>(&mut group, &space, addr);
-        user_ptr::<{ 1 << 20 }>(&mut group, &space, addr);
-
-        for n in SIZES {
-            // A fresh destination per size, touched before it is measured.
-            let mut dst = vec![0x5A_u8; n];
-            group.throughput(Throughput::Bytes(n as u64));
-            group.bench_with_input(BenchmarkId::new("UserSlice::capture", n), &n, |b, &n| {
-                b.iter(|| {
-                    let captured = UserSlice::<u8>::new(black_box(addr), n)
-                        .unwrap()
-                        .capture(&space);
-                    black_box(&captured);
-                });
-            });
-            group.bench_with_input(BenchmarkId::new("HostSpace::read", n), &n, |b, &n| {
-                b.iter(|| black_box(space.read(black_box(addr), black_box(&mut dst[..n]), 1)));
-            });
-            group.bench_with_input(BenchmarkId::new("guarded", n), &n, |b, &n| {
-                b.iter(|| {
-                    black_box(guarded::copy_from(
-                        black_box(&mut dst[..n]),
-                        black_box(addr),
-                    ))
-                });
-            });
-            // `copy_from_slice` is `ptr::copy_nonoverlapping` after a length check.
-            group.bench_with_input(BenchmarkId::new("copy_nonoverlapping", n), &n, |b, &n| {
-                b.iter(|| black_box(&mut dst[..n]).copy_from_slice(black_box(&src[..n])));
-            });
-            group.bench_with_input(BenchmarkId::new("alloc+copy", n), &n, |b, &n| {
-                b.iter(|| {
-                    let mut copy = Vec::with_capacity(n);
-                    copy.extend_from_slice(black_box(&src[..n]));
-                    black_box(copy)
-                });
-            });
-            group.bench_with_input(BenchmarkId::new("memdup_user", n), &n, |b, &n| {
-                b.iter(|| black_box(linux::memdup_user(black_box(addr), n)));
-            });
-            group.bench_with_input(BenchmarkId::new("process_vm_readv", n), &n, |b, &n| {
-                b.iter(|| {
-                    black_box(guarded::copy_from_with(
-                        Backend::ProcessVmReadv,
-                        black_box(&mut dst[..n]),
-                        black_box(addr),
-                    ))
-                });
-            });
-        }
+        size::<8>(&mut group, &space, &src, &mut dst);
+        size::<64>(&mut group, &space, &src, &mut dst);
+        size::<256>(&mut group, &space, &src, &mut dst);
+        size::<4096>(&mut group, &space, &src, &mut dst);
+        size::<65_536>(&mut group, &space, &src, &mut dst);
+        size::<MAX>(&mut group, &space, &src, &mut dst);
         group.finish();
         drop(kernel);
     }

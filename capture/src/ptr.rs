@@ -101,6 +101,11 @@ impl<T: FromBytes + IntoBytes> UserPtr<T> {
 /// Its contents are reachable only through the `&Captured<T>` a successful
 /// capture returns; `Debug` shows none of them, since after a failed capture
 /// they are a partial copy that no handler may see.
+///
+/// A slot is 16-aligned whatever `T` is, as pool allocations are on x64
+/// (see [`PoolBlock`](crate::PoolBlock)): the copy then writes whole 16-byte
+/// units, none of them split across cache lines.
+#[repr(C, align(16))]
 pub struct CaptureSlot<T>(Captured<T>);
 
 impl<T: FromBytes + IntoBytes> CaptureSlot<T> {

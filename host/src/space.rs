@@ -6,7 +6,7 @@ use usercap::{
 
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::guarded::{self, Backend, is_kernel_range};
+use crate::guarded::{self, Backend, is_kernel_range_in, mask_user_range_in};
 
 /// The requester's address space, modelled by this process's own memory.
 ///
@@ -116,10 +116,12 @@ impl HostSpace {
             return Ok(addr);
         }
         check_user_range(addr, len, align, self.probe_limit)?;
-        if is_kernel_range(addr, len) {
+        // One load of the bounds for both the check and the mask.
+        let system = guarded::system_space();
+        if is_kernel_range_in(addr, len, system) {
             return Err(CaptureError::AccessViolation);
         }
-        Ok(guarded::mask_user_range(addr, len, self.probe_limit))
+        Ok(mask_user_range_in(addr, len, self.probe_limit, system))
     }
 }
 

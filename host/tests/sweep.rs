@@ -1,4 +1,4 @@
-//! Fault-boundary sweep: every size 0..=128 at every start offset straddling
+//! Fault-boundary sweep: every size 0..=256 at every start offset straddling
 //! both ends of a read-write page fenced by `PROT_NONE` pages, plus sampled
 //! larger sizes that reach the 128-byte-block and `rep` paths, with starts
 //! on both sides of each block boundary.
@@ -27,7 +27,7 @@ fn pattern(i: usize) -> u8 {
 /// `[m + page - n, m + page]`. Large sizes: starts at sampled distances.
 fn cases(m: usize, page: usize) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    for n in 0..=128 {
+    for n in 0..=256 {
         for k in 0..=n {
             out.push((m - k, n));
             out.push((m + page - k, n));

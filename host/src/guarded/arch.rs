@@ -11,14 +11,14 @@ const SIDE_SRC: u32 = 0;
 /// Side of an entry: the fault must be in `[rdi, rdi + rcx)`.
 const SIDE_DST: u32 = 1;
 /// Number of exception-table entries (checked by the assembler).
-const EXTABLE_LEN: usize = 61;
+const EXTABLE_LEN: usize = 93;
 /// The `SI_KERNEL` `si_code` (`#GP`, e.g. a non-canonical address).
 const SI_KERNEL: i32 = 0x80;
 /// End of the lower canonical half with 4-level paging.
 const LOWER_HALF_END: usize = 1 << 47;
 
 // The routines follow the SysV ABI and only touch caller-saved registers
-// (rax, rcx, rdx, rsi, rdi, xmm0 to xmm7). Register roles are fixed across all
+// (rax, rcx, rdx, rsi, rdi, xmm0 to xmm15). Register roles are fixed across all
 // of them, which is what the handler relies on: rsi = source cursor,
 // rdi = destination cursor, rcx = bytes left. Every labelled instruction
 // has a table entry emitted right after it (`ext`), whose fixup is either
@@ -53,17 +53,16 @@ usercap_extable:
     // side = SIDE_SRC lists the loads (copy_from), SIDE_DST the stores
     // (copy_to).
     //
-    // Up to 128 bytes, one block by size class, glibc-style: the first and
-    // the last 4, 8, 16, 2 x 16 or 4 x 16 bytes of the range, which overlap
-    // in the middle. Every load of a block comes before its first store, and rsi,
+    // Up to 256 bytes, one block by size class, glibc-style: the first and
+    // the last 4, 8, 16, 2 x 16, 4 x 16 or 8 x 16 bytes of the range, which
+    // overlap in the middle. Every load of a block comes before its first store, and rsi,
     // rdi and rcx do not move within a block, so a fault anywhere in it
     // resumes in the byte loop at the block's start, which copies up to the
     // exact first bad byte (for copy_to, rewriting what the block's earlier
     // stores wrote, with the same bytes). Every access lies inside
     // [rsi, rsi + rcx), the range the handler's side check expects.
-    // Above 128 bytes, 128-byte blocks advance the cursors, and the last 1
-    // to 128 bytes go through the size classes again; above {rep},
-    // `rep movsb`.
+    // Above 256 bytes, 128-byte blocks advance the cursors until 129 to 256
+    // bytes are left, which go as one block; above {rep}, `rep movsb`.
     .macro copy name, side
     .p2align 4
     .globl \name
@@ -138,46 +137,114 @@ usercap_extable:
     ja .L\name\()_rep
     cmp rcx, 128
     jbe .L\name\()_upto128
+    cmp rcx, 256
+    jbe .L\name\()_upto256
 .L\name\()_block:
-    flabel \name\()_ldba
+    flabel \name\()_ldb0
     movups xmm0, xmmword ptr [rsi]
-    flabel \name\()_ldbb
+    flabel \name\()_ldb1
     movups xmm1, xmmword ptr [rsi + 16]
-    flabel \name\()_ldbc
+    flabel \name\()_ldb2
     movups xmm2, xmmword ptr [rsi + 32]
-    flabel \name\()_ldbd
+    flabel \name\()_ldb3
     movups xmm3, xmmword ptr [rsi + 48]
-    flabel \name\()_ldbe
+    flabel \name\()_ldb4
     movups xmm4, xmmword ptr [rsi + 64]
-    flabel \name\()_ldbf
+    flabel \name\()_ldb5
     movups xmm5, xmmword ptr [rsi + 80]
-    flabel \name\()_ldbg
+    flabel \name\()_ldb6
     movups xmm6, xmmword ptr [rsi + 96]
-    flabel \name\()_ldbh
+    flabel \name\()_ldb7
     movups xmm7, xmmword ptr [rsi + 112]
-    flabel \name\()_stba
+    flabel \name\()_stb0
     movups xmmword ptr [rdi], xmm0
-    flabel \name\()_stbb
+    flabel \name\()_stb1
     movups xmmword ptr [rdi + 16], xmm1
-    flabel \name\()_stbc
+    flabel \name\()_stb2
     movups xmmword ptr [rdi + 32], xmm2
-    flabel \name\()_stbd
+    flabel \name\()_stb3
     movups xmmword ptr [rdi + 48], xmm3
-    flabel \name\()_stbe
+    flabel \name\()_stb4
     movups xmmword ptr [rdi + 64], xmm4
-    flabel \name\()_stbf
+    flabel \name\()_stb5
     movups xmmword ptr [rdi + 80], xmm5
-    flabel \name\()_stbg
+    flabel \name\()_stb6
     movups xmmword ptr [rdi + 96], xmm6
-    flabel \name\()_stbh
+    flabel \name\()_stb7
     movups xmmword ptr [rdi + 112], xmm7
     add rsi, 128
     add rdi, 128
     sub rcx, 128
-    cmp rcx, 128
+    cmp rcx, 256
     ja .L\name\()_block
-    cmp rcx, 64
-    jbe .L\name\()_upto64
+    // 129 to 256 bytes are left.
+.L\name\()_upto256:
+    flabel \name\()_ld256_0
+    movups xmm0, xmmword ptr [rsi]
+    flabel \name\()_ld256_1
+    movups xmm1, xmmword ptr [rsi + 16]
+    flabel \name\()_ld256_2
+    movups xmm2, xmmword ptr [rsi + 32]
+    flabel \name\()_ld256_3
+    movups xmm3, xmmword ptr [rsi + 48]
+    flabel \name\()_ld256_4
+    movups xmm4, xmmword ptr [rsi + 64]
+    flabel \name\()_ld256_5
+    movups xmm5, xmmword ptr [rsi + 80]
+    flabel \name\()_ld256_6
+    movups xmm6, xmmword ptr [rsi + 96]
+    flabel \name\()_ld256_7
+    movups xmm7, xmmword ptr [rsi + 112]
+    flabel \name\()_ld256_8
+    movups xmm8, xmmword ptr [rsi + rcx - 128]
+    flabel \name\()_ld256_9
+    movups xmm9, xmmword ptr [rsi + rcx - 112]
+    flabel \name\()_ld256_10
+    movups xmm10, xmmword ptr [rsi + rcx - 96]
+    flabel \name\()_ld256_11
+    movups xmm11, xmmword ptr [rsi + rcx - 80]
+    flabel \name\()_ld256_12
+    movups xmm12, xmmword ptr [rsi + rcx - 64]
+    flabel \name\()_ld256_13
+    movups xmm13, xmmword ptr [rsi + rcx - 48]
+    flabel \name\()_ld256_14
+    movups xmm14, xmmword ptr [rsi + rcx - 32]
+    flabel \name\()_ld256_15
+    movups xmm15, xmmword ptr [rsi + rcx - 16]
+    flabel \name\()_st256_0
+    movups xmmword ptr [rdi], xmm0
+    flabel \name\()_st256_1
+    movups xmmword ptr [rdi + 16], xmm1
+    flabel \name\()_st256_2
+    movups xmmword ptr [rdi + 32], xmm2
+    flabel \name\()_st256_3
+    movups xmmword ptr [rdi + 48], xmm3
+    flabel \name\()_st256_4
+    movups xmmword ptr [rdi + 64], xmm4
+    flabel \name\()_st256_5
+    movups xmmword ptr [rdi + 80], xmm5
+    flabel \name\()_st256_6
+    movups xmmword ptr [rdi + 96], xmm6
+    flabel \name\()_st256_7
+    movups xmmword ptr [rdi + 112], xmm7
+    flabel \name\()_st256_8
+    movups xmmword ptr [rdi + rcx - 128], xmm8
+    flabel \name\()_st256_9
+    movups xmmword ptr [rdi + rcx - 112], xmm9
+    flabel \name\()_st256_10
+    movups xmmword ptr [rdi + rcx - 96], xmm10
+    flabel \name\()_st256_11
+    movups xmmword ptr [rdi + rcx - 80], xmm11
+    flabel \name\()_st256_12
+    movups xmmword ptr [rdi + rcx - 64], xmm12
+    flabel \name\()_st256_13
+    movups xmmword ptr [rdi + rcx - 48], xmm13
+    flabel \name\()_st256_14
+    movups xmmword ptr [rdi + rcx - 32], xmm14
+    flabel \name\()_st256_15
+    movups xmmword ptr [rdi + rcx - 16], xmm15
+    xor eax, eax
+    ret
 .L\name\()_upto128:
     flabel \name\()_ld128a
     movups xmm0, xmmword ptr [rsi]
@@ -238,12 +305,12 @@ usercap_extable:
     ret
     .size \name, . - \name
     .if \side == {src}
-    .irp insn, ld16a, ld16b, ld32a, ld32b, ld32c, ld32d, ldqa, ldqb, ldda, lddb, ldba, ldbb, ldbc, ldbd, ldbe, ldbf, ldbg, ldbh, ld128a, ld128b, ld128c, ld128d, ld128e, ld128f, ld128g, ld128h, rep
+    .irp insn, ld16a, ld16b, ld32a, ld32b, ld32c, ld32d, ldqa, ldqb, ldda, lddb, ldb0, ldb1, ldb2, ldb3, ldb4, ldb5, ldb6, ldb7, ld256_0, ld256_1, ld256_2, ld256_3, ld256_4, ld256_5, ld256_6, ld256_7, ld256_8, ld256_9, ld256_10, ld256_11, ld256_12, ld256_13, ld256_14, ld256_15, ld128a, ld128b, ld128c, ld128d, ld128e, ld128f, ld128g, ld128h, rep
     ext \name\()_\insn, .L\name\()_bytes, {src}
     .endr
     ext \name\()_ldb, .L\name\()_fail, {src}
     .else
-    .irp insn, st16a, st16b, st32a, st32b, st32c, st32d, stqa, stqb, stda, stdb, stba, stbb, stbc, stbd, stbe, stbf, stbg, stbh, st128a, st128b, st128c, st128d, st128e, st128f, st128g, st128h, rep
+    .irp insn, st16a, st16b, st32a, st32b, st32c, st32d, stqa, stqb, stda, stdb, stb0, stb1, stb2, stb3, stb4, stb5, stb6, stb7, st256_0, st256_1, st256_2, st256_3, st256_4, st256_5, st256_6, st256_7, st256_8, st256_9, st256_10, st256_11, st256_12, st256_13, st256_14, st256_15, st128a, st128b, st128c, st128d, st128e, st128f, st128g, st128h, rep
     ext \name\()_\insn, .L\name\()_bytes, {dst}
     .endr
     ext \name\()_stb, .L\name\()_fail, {dst}

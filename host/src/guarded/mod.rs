@@ -122,10 +122,10 @@ mod system;
 mod vm;
 
 pub use memory::{Prot, UserMemory};
-pub(crate) use system::SystemPages;
 pub use system::{
     MAX_KERNEL_BUFFER_LEN, MAX_KERNEL_BUFFERS, SYSTEM_SPACE_LEN, is_kernel_range, system_space,
 };
+pub(crate) use system::{SystemPages, is_kernel_range_in};
 
 /// Which copy implementation to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -231,7 +231,19 @@ pub fn speculation_barrier() {
 #[inline]
 #[must_use]
 pub fn mask_user_range(addr: usize, len: usize, limit: usize) -> usize {
-    let (kernel_start, kernel_end) = system_space();
+    mask_user_range_in(addr, len, limit, system_space())
+}
+
+/// [`mask_user_range`] against system-space bounds the caller has already
+/// loaded for its branchy check, so that both use the same two loads.
+#[inline]
+#[must_use]
+pub(crate) fn mask_user_range_in(
+    addr: usize,
+    len: usize,
+    limit: usize,
+    (kernel_start, kernel_end): (usize, usize),
+) -> usize {
     // A zero length is checked as one byte: never looser than the branchy
     // checks, which a zero length does not reach (probe rule 1).
     let len = len.max(1);
@@ -246,13 +258,12 @@ pub fn mask_user_range(addr: usize, len: usize, limit: usize) -> usize {
             core::arch::asm!(
                 // Two range checks, each one compare and one `cmov` of the
                 // address to zero. What depends only on `len`, `limit` and
-                // the bounds is computed first; it does not wait for `addr`,
-                // which leaves three instructions between `addr` and the
-                // masked address the copy waits for.
+                // the bounds is computed first, in the input registers; it
+                // does not wait for `addr`, which leaves three instructions
+                // between `addr` and the masked address the copy waits for.
                 "xor {zero:e}, {zero:e}",
                 // hi = limit - len, or 0 if len > limit. `addr > hi` is
                 // exactly "wraps or ends past the limit".
-                "mov {hi}, {limit}",
                 "sub {hi}, {len}",
                 "cmovb {hi}, {zero}",
                 // The ranges that overlap system space start in
@@ -264,13 +275,11 @@ pub fn mask_user_range(addr: usize, len: usize, limit: usize) -> usize {
                 // not reserved, kstart = kend = 0 and only ranges that wrap
                 // are flagged, which `hi` rejects as well.)
                 "sub {len}, 1",
-                "mov {lo}, {kstart}",
-                "sub {lo}, {len}",
-                "mov {width}, {kend}",
-                "sub {width}, {kstart}",
+                "sub {width}, {lo}",
                 "add {width}, {len}",
                 "sbb {d}, {d}",
                 "or {width}, {d}",
+                "sub {lo}, {len}",
                 // The three instructions that wait for `addr`, and the two
                 // `cmov`s.
                 "mov {d}, {addr}",
@@ -281,13 +290,10 @@ pub fn mask_user_range(addr: usize, len: usize, limit: usize) -> usize {
                 "cmovb {addr}, {zero}",
                 addr = inout(reg) addr => masked,
                 len = inout(reg) len => _,
-                limit = in(reg) limit,
-                kstart = in(reg) kernel_start,
-                kend = in(reg) kernel_end,
+                hi = inout(reg) limit => _,
+                lo = inout(reg) kernel_start => _,
+                width = inout(reg) kernel_end => _,
                 zero = out(reg) _,
-                hi = out(reg) _,
-                lo = out(reg) _,
-                width = out(reg) _,
                 d = out(reg) _,
                 options(pure, nomem, nostack),
             );

@@ -69,7 +69,13 @@ pub fn system_space() -> (usize, usize) {
 #[inline]
 #[must_use]
 pub fn is_kernel_range(addr: usize, len: usize) -> bool {
-    let (start, end) = system_space();
+    is_kernel_range_in(addr, len, system_space())
+}
+
+/// [`is_kernel_range`] against bounds the caller loaded.
+#[inline]
+#[must_use]
+pub(crate) fn is_kernel_range_in(addr: usize, len: usize, (start, end): (usize, usize)) -> bool {
     addr < end && start < addr.saturating_add(len.max(1))
 }
 

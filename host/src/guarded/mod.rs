@@ -19,15 +19,16 @@
 //!   [`clear`]). Every instruction that touches the untrusted side carries a
 //!   global label and an entry `(instruction, fixup, side)` in a table emitted
 //!   next to it, in the spirit of the kernel's `_ASM_EXTABLE_UA`.
-//! * Each routine is split by size. The copies move up to 64 bytes as one
+//! * Each routine is split by size. The copies move up to 256 bytes as one
 //!   block of overlapping loads and stores by size class (the first and last
-//!   4, 8, 16 or 32 bytes, as glibc's `memcpy` does; SSE2 `movups`, which is
-//!   baseline on `x86_64`), longer ranges up to 2 KiB in 64-byte blocks and
-//!   then one last block, and above 2 KiB `rep movsb`; `clear` uses qword
-//!   and 32-byte loops and `rep stosb`. Within a block every load precedes
-//!   every store and the cursors do not move, so a fault in a block, a
-//!   qword or a `rep` resumes in the byte loop at the block's start, which
-//!   then faults on the exact first bad byte, whose fixup returns `rcx`. The returned count is therefore exact to the
+//!   4, 8, 16, 32, 64 or 128 bytes, as glibc's `memcpy` does; SSE2 `movups`,
+//!   which is baseline on `x86_64`, in up to 16 registers), longer ranges up
+//!   to 2 KiB in 128-byte blocks and then one last block, and above 2 KiB
+//!   `rep movsb`; `clear` uses qword and 32-byte loops and `rep stosb`.
+//!   Within a block every load precedes every store and the cursors do not
+//!   move, so a fault in a block, a qword or a `rep` resumes in the byte loop
+//!   at the block's start, which then faults on the exact first bad byte,
+//!   whose fixup returns `rcx`. The returned count is therefore exact to the
 //!   byte whatever path faulted (this also sidesteps valgrind's off-by-one on
 //!   `rep movsb`, and any fast-string early stop).
 //! * A `SIGSEGV`/`SIGBUS` handler (installed once by [`install`], which every

@@ -53,6 +53,20 @@ fn layout() -> impl Strategy<Value = Layout> {
     })
 }
 
+/// Maps the layout's regions into `space`. Regions the sim refuses
+/// (overlaps) are dropped from the returned layout, so the oracle does not
+/// see them either.
+fn map_layout(space: &SimSpace, layout: Layout) -> Layout {
+    Layout {
+        regions: layout
+            .regions
+            .into_iter()
+            .filter(|(addr, bytes, perm)| space.map(*addr, bytes, *perm).is_ok())
+            .collect(),
+        ..layout
+    }
+}
+
 /// The probe rules and the memory model, restated independently of the
 /// crate: what a capture of `len` elements of `size` bytes at `addr` must give.
 fn oracle(
@@ -124,16 +138,7 @@ proptest! {
         let space = SimSpace::new()
             .with_probe_limit(layout.probe_limit)
             .with_limits(Limits { max_capture: MAX_CAPTURE, max_request: 4 * MAX_CAPTURE });
-        // Regions the sim refuses (overlaps) are dropped from the oracle too.
-        let layout = Layout {
-            regions: layout
-                .regions
-                .iter()
-                .filter(|(addr, bytes, perm)| space.map(*addr, bytes, *perm).is_ok())
-                .cloned()
-                .collect(),
-            ..layout
-        };
+        let layout = map_layout(&space, layout);
         let addr = layout.base.wrapping_add(offset);
         let size = 1usize << size_log2;
         let expected = oracle(&space, &layout, addr, len, size);
@@ -157,15 +162,7 @@ proptest! {
         leftover in any::<[u64; 3]>(),
     ) {
         let space = SimSpace::new().with_probe_limit(layout.probe_limit);
-        let layout = Layout {
-            regions: layout
-                .regions
-                .iter()
-                .filter(|(addr, bytes, perm)| space.map(*addr, bytes, *perm).is_ok())
-                .cloned()
-                .collect(),
-            ..layout
-        };
+        let layout = map_layout(&space, layout);
         let addr = layout.base.wrapping_add(offset);
         // A `[u64; 3]` is three 8-byte elements at an 8-aligned address.
         let expected = oracle(&space, &layout, addr, 3, 8);

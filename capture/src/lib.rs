@@ -33,9 +33,9 @@
 //!   place, copies every byte exactly once under the backend's fault guard,
 //!   and returns a kernel copy: [`Captured<T>`] inline (by value, or in place
 //!   in a reused [`CaptureSlot`] with [`UserPtr::capture_into`]), or
-//!   [`CapturedSlice<T>`] / [`CapturedBytes`] in a fallible pool allocation. Handlers validate and
-//!   use only that copy; a racing thread changing user memory afterwards
-//!   changes nothing the handler sees.
+//!   [`CapturedSlice<T>`] / [`CapturedBytes`] in a fallible pool allocation.
+//!   Handlers validate and use only that copy; a racing thread changing user
+//!   memory afterwards changes nothing the handler sees.
 //! - Zero lengths return an empty copy without touching memory, so there is
 //!   no zero-length probe to bypass.
 //! - Embedded data is captured from kernel copies:

@@ -198,6 +198,11 @@ pub trait AddressSpace {
     /// [`UserPtr::capture_into`](crate::UserPtr::capture_into) has no move
     /// at all.
     ///
+    /// An implementation calls `wrap` once, with the value it read, and not
+    /// at all on an error: `wrap` is how [`UserPtr::capture`](crate::UserPtr::capture)
+    /// builds its `Captured<T>`, so it must only ever see user bytes copied
+    /// under the probe rules.
+    ///
     /// A generic method makes this trait unusable as `dyn AddressSpace`;
     /// nothing takes one, since every capture is generic over its space.
     ///

@@ -21,9 +21,9 @@ const LOWER_HALF_END: usize = 1 << 47;
 // (rax, rcx, rdx, rsi, rdi, xmm0 to xmm15). Register roles are fixed across all
 // of them, which is what the handler relies on: rsi = source cursor,
 // rdi = destination cursor, rcx = bytes left. Every labelled instruction
-// has a table entry emitted right after it (`ext`), whose fixup is either
-// `.L<name>_bytes` (finish byte by byte, so the count is exact) or
-// `.L<name>_fail` (return rcx).
+// that touches the untrusted side has a table entry (`ext`, emitted at the
+// end of its routine), whose fixup is either `.L<name>_bytes` (finish byte
+// by byte, so the count is exact) or `.L<name>_fail` (return rcx).
 core::arch::global_asm!(
     r#"
     .pushsection .rodata.usercap_extable, "a"
@@ -47,6 +47,40 @@ usercap_extable:
     .globl \name
     .hidden \name
 \name:
+    .endm
+
+    // One block of 16-byte moves through xmm registers: xmm0 to xmm\hi
+    // from the head of the range ([rsi + 16 * r]) and xmm\lo to xmm\top
+    // from its tail (the last one ending at rsi + rcx), all loads before any
+    // store, each access labelled `<name>_<tag>l<r>` or `<name>_<tag>s<r>`.
+    .macro vblock name, tag, hi, lo, top
+    .irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    .if \r <= \hi
+    flabel \name\()_\tag\()l\r
+    movups xmm\r, xmmword ptr [rsi + 16 * \r]
+    .elseif \r >= \lo && \r <= \top
+    flabel \name\()_\tag\()l\r
+    movups xmm\r, xmmword ptr [rsi + rcx - 16 * (\top + 1 - \r)]
+    .endif
+    .endr
+    .irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    .if \r <= \hi
+    flabel \name\()_\tag\()s\r
+    movups xmmword ptr [rdi + 16 * \r], xmm\r
+    .elseif \r >= \lo && \r <= \top
+    flabel \name\()_\tag\()s\r
+    movups xmmword ptr [rdi + rcx - 16 * (\top + 1 - \r)], xmm\r
+    .endif
+    .endr
+    .endm
+
+    // The table entries of a `vblock`'s loads (`kind` = l) or stores (s).
+    .macro vblock_ext name, tag, hi, lo, top, kind, side
+    .irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    .if \r <= \hi || (\r >= \lo && \r <= \top)
+    ext \name\()_\tag\()\kind\()\r, .L\name\()_bytes, \side
+    .endif
+    .endr
     .endm
 
     // usercap_copy_from/_to(rdi = dst, rsi = src, rdx = len) -> rax = left.
@@ -77,33 +111,11 @@ usercap_extable:
     jb .L\name\()_lt16
     cmp rcx, 32
     ja .L\name\()_upto64_33
-    flabel \name\()_ld16a
-    movups xmm0, xmmword ptr [rsi]
-    flabel \name\()_ld16b
-    movups xmm1, xmmword ptr [rsi + rcx - 16]
-    flabel \name\()_st16a
-    movups xmmword ptr [rdi], xmm0
-    flabel \name\()_st16b
-    movups xmmword ptr [rdi + rcx - 16], xmm1
+    vblock \name, c16, 0, 1, 1
     xor eax, eax
     ret
 .L\name\()_upto64_33:
-    flabel \name\()_ld32a
-    movups xmm0, xmmword ptr [rsi]
-    flabel \name\()_ld32b
-    movups xmm1, xmmword ptr [rsi + 16]
-    flabel \name\()_ld32c
-    movups xmm2, xmmword ptr [rsi + rcx - 32]
-    flabel \name\()_ld32d
-    movups xmm3, xmmword ptr [rsi + rcx - 16]
-    flabel \name\()_st32a
-    movups xmmword ptr [rdi], xmm0
-    flabel \name\()_st32b
-    movups xmmword ptr [rdi + 16], xmm1
-    flabel \name\()_st32c
-    movups xmmword ptr [rdi + rcx - 32], xmm2
-    flabel \name\()_st32d
-    movups xmmword ptr [rdi + rcx - 16], xmm3
+    vblock \name, c32, 1, 2, 3
     xor eax, eax
     ret
 .L\name\()_lt16:
@@ -140,38 +152,7 @@ usercap_extable:
     cmp rcx, 256
     jbe .L\name\()_upto256
 .L\name\()_block:
-    flabel \name\()_ldb0
-    movups xmm0, xmmword ptr [rsi]
-    flabel \name\()_ldb1
-    movups xmm1, xmmword ptr [rsi + 16]
-    flabel \name\()_ldb2
-    movups xmm2, xmmword ptr [rsi + 32]
-    flabel \name\()_ldb3
-    movups xmm3, xmmword ptr [rsi + 48]
-    flabel \name\()_ldb4
-    movups xmm4, xmmword ptr [rsi + 64]
-    flabel \name\()_ldb5
-    movups xmm5, xmmword ptr [rsi + 80]
-    flabel \name\()_ldb6
-    movups xmm6, xmmword ptr [rsi + 96]
-    flabel \name\()_ldb7
-    movups xmm7, xmmword ptr [rsi + 112]
-    flabel \name\()_stb0
-    movups xmmword ptr [rdi], xmm0
-    flabel \name\()_stb1
-    movups xmmword ptr [rdi + 16], xmm1
-    flabel \name\()_stb2
-    movups xmmword ptr [rdi + 32], xmm2
-    flabel \name\()_stb3
-    movups xmmword ptr [rdi + 48], xmm3
-    flabel \name\()_stb4
-    movups xmmword ptr [rdi + 64], xmm4
-    flabel \name\()_stb5
-    movups xmmword ptr [rdi + 80], xmm5
-    flabel \name\()_stb6
-    movups xmmword ptr [rdi + 96], xmm6
-    flabel \name\()_stb7
-    movups xmmword ptr [rdi + 112], xmm7
+    vblock \name, blk, 7, 16, 15
     add rsi, 128
     add rdi, 128
     sub rcx, 128
@@ -179,105 +160,11 @@ usercap_extable:
     ja .L\name\()_block
     // 129 to 256 bytes are left.
 .L\name\()_upto256:
-    flabel \name\()_ld256_0
-    movups xmm0, xmmword ptr [rsi]
-    flabel \name\()_ld256_1
-    movups xmm1, xmmword ptr [rsi + 16]
-    flabel \name\()_ld256_2
-    movups xmm2, xmmword ptr [rsi + 32]
-    flabel \name\()_ld256_3
-    movups xmm3, xmmword ptr [rsi + 48]
-    flabel \name\()_ld256_4
-    movups xmm4, xmmword ptr [rsi + 64]
-    flabel \name\()_ld256_5
-    movups xmm5, xmmword ptr [rsi + 80]
-    flabel \name\()_ld256_6
-    movups xmm6, xmmword ptr [rsi + 96]
-    flabel \name\()_ld256_7
-    movups xmm7, xmmword ptr [rsi + 112]
-    flabel \name\()_ld256_8
-    movups xmm8, xmmword ptr [rsi + rcx - 128]
-    flabel \name\()_ld256_9
-    movups xmm9, xmmword ptr [rsi + rcx - 112]
-    flabel \name\()_ld256_10
-    movups xmm10, xmmword ptr [rsi + rcx - 96]
-    flabel \name\()_ld256_11
-    movups xmm11, xmmword ptr [rsi + rcx - 80]
-    flabel \name\()_ld256_12
-    movups xmm12, xmmword ptr [rsi + rcx - 64]
-    flabel \name\()_ld256_13
-    movups xmm13, xmmword ptr [rsi + rcx - 48]
-    flabel \name\()_ld256_14
-    movups xmm14, xmmword ptr [rsi + rcx - 32]
-    flabel \name\()_ld256_15
-    movups xmm15, xmmword ptr [rsi + rcx - 16]
-    flabel \name\()_st256_0
-    movups xmmword ptr [rdi], xmm0
-    flabel \name\()_st256_1
-    movups xmmword ptr [rdi + 16], xmm1
-    flabel \name\()_st256_2
-    movups xmmword ptr [rdi + 32], xmm2
-    flabel \name\()_st256_3
-    movups xmmword ptr [rdi + 48], xmm3
-    flabel \name\()_st256_4
-    movups xmmword ptr [rdi + 64], xmm4
-    flabel \name\()_st256_5
-    movups xmmword ptr [rdi + 80], xmm5
-    flabel \name\()_st256_6
-    movups xmmword ptr [rdi + 96], xmm6
-    flabel \name\()_st256_7
-    movups xmmword ptr [rdi + 112], xmm7
-    flabel \name\()_st256_8
-    movups xmmword ptr [rdi + rcx - 128], xmm8
-    flabel \name\()_st256_9
-    movups xmmword ptr [rdi + rcx - 112], xmm9
-    flabel \name\()_st256_10
-    movups xmmword ptr [rdi + rcx - 96], xmm10
-    flabel \name\()_st256_11
-    movups xmmword ptr [rdi + rcx - 80], xmm11
-    flabel \name\()_st256_12
-    movups xmmword ptr [rdi + rcx - 64], xmm12
-    flabel \name\()_st256_13
-    movups xmmword ptr [rdi + rcx - 48], xmm13
-    flabel \name\()_st256_14
-    movups xmmword ptr [rdi + rcx - 32], xmm14
-    flabel \name\()_st256_15
-    movups xmmword ptr [rdi + rcx - 16], xmm15
+    vblock \name, c128, 7, 8, 15
     xor eax, eax
     ret
 .L\name\()_upto128:
-    flabel \name\()_ld128a
-    movups xmm0, xmmword ptr [rsi]
-    flabel \name\()_ld128b
-    movups xmm1, xmmword ptr [rsi + 16]
-    flabel \name\()_ld128c
-    movups xmm2, xmmword ptr [rsi + 32]
-    flabel \name\()_ld128d
-    movups xmm3, xmmword ptr [rsi + 48]
-    flabel \name\()_ld128e
-    movups xmm4, xmmword ptr [rsi + rcx - 64]
-    flabel \name\()_ld128f
-    movups xmm5, xmmword ptr [rsi + rcx - 48]
-    flabel \name\()_ld128g
-    movups xmm6, xmmword ptr [rsi + rcx - 32]
-    flabel \name\()_ld128h
-    movups xmm7, xmmword ptr [rsi + rcx - 16]
-    flabel \name\()_st128a
-    movups xmmword ptr [rdi], xmm0
-    flabel \name\()_st128b
-    movups xmmword ptr [rdi + 16], xmm1
-    flabel \name\()_st128c
-    movups xmmword ptr [rdi + 32], xmm2
-    flabel \name\()_st128d
-    movups xmmword ptr [rdi + 48], xmm3
-    flabel \name\()_st128e
-    movups xmmword ptr [rdi + rcx - 64], xmm4
-    flabel \name\()_st128f
-    movups xmmword ptr [rdi + rcx - 48], xmm5
-    flabel \name\()_st128g
-    movups xmmword ptr [rdi + rcx - 32], xmm6
-    flabel \name\()_st128h
-    movups xmmword ptr [rdi + rcx - 16], xmm7
+    vblock \name, c64, 3, 4, 7
     xor eax, eax
     ret
 .L\name\()_bytes:
@@ -305,14 +192,24 @@ usercap_extable:
     ret
     .size \name, . - \name
     .if \side == {src}
-    .irp insn, ld16a, ld16b, ld32a, ld32b, ld32c, ld32d, ldqa, ldqb, ldda, lddb, ldb0, ldb1, ldb2, ldb3, ldb4, ldb5, ldb6, ldb7, ld256_0, ld256_1, ld256_2, ld256_3, ld256_4, ld256_5, ld256_6, ld256_7, ld256_8, ld256_9, ld256_10, ld256_11, ld256_12, ld256_13, ld256_14, ld256_15, ld128a, ld128b, ld128c, ld128d, ld128e, ld128f, ld128g, ld128h, rep
+    .irp insn, ldqa, ldqb, ldda, lddb, rep
     ext \name\()_\insn, .L\name\()_bytes, {src}
     .endr
+    vblock_ext \name, c16, 0, 1, 1, l, {src}
+    vblock_ext \name, c32, 1, 2, 3, l, {src}
+    vblock_ext \name, c64, 3, 4, 7, l, {src}
+    vblock_ext \name, c128, 7, 8, 15, l, {src}
+    vblock_ext \name, blk, 7, 16, 15, l, {src}
     ext \name\()_ldb, .L\name\()_fail, {src}
     .else
-    .irp insn, st16a, st16b, st32a, st32b, st32c, st32d, stqa, stqb, stda, stdb, stb0, stb1, stb2, stb3, stb4, stb5, stb6, stb7, st256_0, st256_1, st256_2, st256_3, st256_4, st256_5, st256_6, st256_7, st256_8, st256_9, st256_10, st256_11, st256_12, st256_13, st256_14, st256_15, st128a, st128b, st128c, st128d, st128e, st128f, st128g, st128h, rep
+    .irp insn, stqa, stqb, stda, stdb, rep
     ext \name\()_\insn, .L\name\()_bytes, {dst}
     .endr
+    vblock_ext \name, c16, 0, 1, 1, s, {dst}
+    vblock_ext \name, c32, 1, 2, 3, s, {dst}
+    vblock_ext \name, c64, 3, 4, 7, s, {dst}
+    vblock_ext \name, c128, 7, 8, 15, s, {dst}
+    vblock_ext \name, blk, 7, 16, 15, s, {dst}
     ext \name\()_stb, .L\name\()_fail, {dst}
     .endif
     .endm
@@ -386,6 +283,8 @@ usercap_clear:
     .endif
     .purgem ext
     .purgem flabel
+    .purgem vblock
+    .purgem vblock_ext
     .purgem copy
     "#,
     rep = const REP_THRESHOLD,

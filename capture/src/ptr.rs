@@ -69,9 +69,9 @@ impl<T: FromBytes + IntoBytes> UserPtr<T> {
     /// Captures into `slot`, in place, and returns the kernel copy there.
     ///
     /// The same probe and the same single copy as [`capture`](Self::capture),
-    /// but the copy writes the slot's bytes directly and nothing is moved
-    /// afterwards: each byte is written once, and the kernel stack holds no
-    /// temporary `T`. A slot is made once ([`CaptureSlot::new`] zeroes it)
+    /// through [`AddressSpace::read_into`], but the copy writes the slot's
+    /// bytes directly and nothing is moved afterwards: each byte is written
+    /// once at any size, and the kernel stack holds no temporary `T`. A slot is made once ([`CaptureSlot::new`] zeroes it)
     /// and reused, e.g. in a KMDF request context or a device's per-request
     /// state.
     ///
@@ -87,10 +87,7 @@ impl<T: FromBytes + IntoBytes> UserPtr<T> {
         space: &S,
         slot: &'s mut CaptureSlot<T>,
     ) -> Result<&'s Captured<T>, CaptureError> {
-        let bytes = slot.0.0.as_mut_bytes();
-        if !bytes.is_empty() {
-            space.read(self.addr, bytes, align_of::<T>())?;
-        }
+        space.read_into(self.addr, align_of::<T>(), &mut slot.0.0)?;
         Ok(&slot.0)
     }
 }

@@ -194,9 +194,12 @@ pub trait AddressSpace {
     /// return), and when a capture rewrapped a returned `Result<T, _>` into
     /// `Result<Captured<T>, _>`, the compiler moved it twice and split the
     /// moves at odd offsets, which stalls on the copy's just-written bytes.
-    /// Wrapping where the copy lands leaves a single, aligned move.
+    /// Wrapping where the copy lands leaves a single, aligned move, and
+    /// none at all when the backend reads the value into registers, as
+    /// `HostSpace` does up to 256 bytes: the compiler then stores them
+    /// straight into the caller's `Result`.
     /// [`UserPtr::capture_into`](crate::UserPtr::capture_into) has no move
-    /// at all.
+    /// at any size.
     ///
     /// An implementation calls `wrap` once, with the value it read, and not
     /// at all on an error: `wrap` is how [`UserPtr::capture`](crate::UserPtr::capture)
@@ -220,6 +223,33 @@ pub trait AddressSpace {
             self.read(src, bytes, align)?;
         }
         Ok(wrap(value))
+    }
+
+    /// Reads one `T` at `src` into `dst`, in place: `size_of::<T>()` bytes
+    /// with the probe rules of [`read`](Self::read), alignment `align`. A
+    /// zero-sized `T` is left as it is, without touching memory.
+    ///
+    /// The default reads into `dst`'s bytes. A backend overrides it when it
+    /// has a faster way to read a value whose size is known at compile time
+    /// (`HostSpace` loads up to 256 bytes inline, through registers).
+    ///
+    /// On an error `dst` may hold part of a copy, as after a failed `read`:
+    /// [`UserPtr::capture_into`](crate::UserPtr::capture_into) never lets
+    /// anyone see it.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    fn read_into<T: FromBytes + IntoBytes>(
+        &self,
+        src: usize,
+        align: usize,
+        dst: &mut T,
+    ) -> Result<(), CaptureError> {
+        let bytes = dst.as_mut_bytes();
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.read(src, bytes, align)
     }
 
     /// Charges `bytes` against the current request's budget before they are
@@ -258,6 +288,14 @@ impl<S: AddressSpace + ?Sized> AddressSpace for &S {
         wrap: impl FnOnce(T) -> R,
     ) -> Result<R, CaptureError> {
         (**self).read_value(src, align, wrap)
+    }
+    fn read_into<T: FromBytes + IntoBytes>(
+        &self,
+        src: usize,
+        align: usize,
+        dst: &mut T,
+    ) -> Result<(), CaptureError> {
+        (**self).read_into(src, align, dst)
     }
     fn limits(&self) -> Limits {
         (**self).limits()
@@ -363,6 +401,14 @@ impl<S: AddressSpace + ?Sized> AddressSpace for Budgeted<'_, S> {
         wrap: impl FnOnce(T) -> R,
     ) -> Result<R, CaptureError> {
         self.space.read_value(src, align, wrap)
+    }
+    fn read_into<T: FromBytes + IntoBytes>(
+        &self,
+        src: usize,
+        align: usize,
+        dst: &mut T,
+    ) -> Result<(), CaptureError> {
+        self.space.read_into(src, align, dst)
     }
     fn limits(&self) -> Limits {
         self.limits

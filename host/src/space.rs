@@ -191,6 +191,22 @@ impl AddressSpace for HostSpace {
         guarded::read_value(self.backend, src, wrap)
     }
 
+    /// Probes, then reads into `dst` in place (see `guarded::read_into`).
+    #[inline]
+    fn read_into<T: FromBytes + IntoBytes>(
+        &self,
+        src: usize,
+        align: usize,
+        dst: &mut T,
+    ) -> Result<(), CaptureError> {
+        let len = core::mem::size_of::<T>();
+        if len == 0 {
+            return Ok(());
+        }
+        let src = self.probe(src, len, align)?;
+        guarded::read_into(self.backend, src, dst)
+    }
+
     fn limits(&self) -> Limits {
         self.limits
     }

@@ -1,4 +1,5 @@
-//! The exception-table routines and the signal handler (`x86_64` Linux).
+//! The exception-table routines, the inline load blocks and the signal
+//! handler (`x86_64` Linux).
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,8 @@ const REP_THRESHOLD: usize = 2048;
 const SIDE_SRC: u32 = 0;
 /// Side of an entry: the fault must be in `[rdi, rdi + rcx)`.
 const SIDE_DST: u32 = 1;
-/// Number of exception-table entries (checked by the assembler).
+/// Number of the routines' exception-table entries (checked by the
+/// assembler); the inline load blocks add theirs to the same section.
 const EXTABLE_LEN: usize = 93;
 /// The `SI_KERNEL` `si_code` (`#GP`, e.g. a non-canonical address).
 const SI_KERNEL: i32 = 0x80;
@@ -26,16 +28,11 @@ const LOWER_HALF_END: usize = 1 << 47;
 // by byte, so the count is exact) or `.L<name>_fail` (return rcx).
 core::arch::global_asm!(
     r#"
-    .pushsection .rodata.usercap_extable, "a"
-    .balign 4
-    .globl usercap_extable
-    .hidden usercap_extable
-usercap_extable:
-    .popsection
     .set .Lusercap_ext_count, 0
 
     .macro ext insn, fixup, side
-    .pushsection .rodata.usercap_extable, "a"
+    .pushsection usercap_extable, "aR"
+    .balign 4
     .long \insn - .
     .long \fixup - .
     .long \side
@@ -274,6 +271,8 @@ usercap_clear:
     ext usercap_clear_stq, .Lusercap_clear_bytes, {dst}
     ext usercap_clear_stb, .Lusercap_clear_fail, {dst}
     ext usercap_clear_rep, .Lusercap_clear_bytes, {dst}
+    // The end of the three routines (for the table's test).
+    flabel usercap_routines_end
     .popsection
 
     // A count, not a label difference: the latter is not an absolute
@@ -312,16 +311,37 @@ impl Entry {
 }
 
 // SAFETY: the three routines are defined in the `global_asm!` above with
-// the SysV signatures declared here. `usercap_extable` is the start of
-// `EXTABLE_LEN` entries of 3 x 4 bytes, 4-aligned, in a read-only
-// section (the assembler checks the count), matching `Entry`; it is
-// never written, so reading it is safe.
+// the SysV signatures declared here. The two statics are the linker's
+// bounds of the output section `usercap_extable` (GNU ld and lld define
+// `__start_`/`__stop_` for every section whose name is a C identifier);
+// only their addresses are used (see `table`). `usercap_routines_end` is a
+// label, declared as a function only for its address: it is never called.
 unsafe extern "C" {
     fn usercap_copy_from(dst: *mut u8, src: *const u8, len: usize) -> usize;
     fn usercap_copy_to(dst: *mut u8, src: *const u8, len: usize) -> usize;
     fn usercap_clear(dst: *mut u8, len: usize) -> usize;
-    #[link_name = "usercap_extable"]
-    safe static EXTABLE: [Entry; EXTABLE_LEN];
+    /// Not a function: the label after the routines, for its address.
+    #[cfg(test)]
+    fn usercap_routines_end();
+    #[link_name = "__start_usercap_extable"]
+    safe static EXTABLE_START: [Entry; 0];
+    #[link_name = "__stop_usercap_extable"]
+    safe static EXTABLE_STOP: [Entry; 0];
+}
+
+/// The whole exception table: the routines' entries and those of every
+/// inline load block ([`read_small`]) linked into this program.
+fn table() -> &'static [Entry] {
+    let start = EXTABLE_START.as_ptr();
+    let len = EXTABLE_STOP.as_ptr().addr().saturating_sub(start.addr()) / size_of::<Entry>();
+    // SAFETY: `usercap_extable` holds nothing but `Entry` records (12
+    // bytes, 4-aligned, emitted by the `ext` macro and by `load_block!`, every
+    // one of them 4-aligned in a section of alignment 4, so the concatenated
+    // input sections leave no padding), from `__start_` up to `__stop_`; it
+    // is read-only ("a", never written) and lives as long as the program.
+    // It is never empty: the routines' `EXTABLE_LEN` entries are in this
+    // module's object, which defines the handler that reads them.
+    unsafe { std::slice::from_raw_parts(start, len) }
 }
 
 /// Dispositions found before ours: `[SIGSEGV, SIGBUS]`.
@@ -400,9 +420,196 @@ pub(super) fn clear(dst: usize, len: usize) -> usize {
     unsafe { usercap_clear(std::ptr::with_exposed_provenance_mut(dst), len) }
 }
 
+// `read_small` has a block for every size up to 256 bytes and no more, and
+// `inline_entry!` writes the source side as a literal 0.
+const _: () = assert!(super::INLINE_VALUE_MAX == 256 && SIDE_SRC == 0);
+
+/// The table entry of an inline load labelled `$label`: source side, fixup
+/// at the block's label `9`.
+macro_rules! inline_entry {
+    ($label:expr) => {
+        concat!(
+            ".pushsection usercap_extable, \"aR\"\n",
+            ".balign 4\n",
+            ".long ",
+            $label,
+            "b - .\n",
+            ".long 9b - .\n",
+            ".long 0\n",
+            ".popsection"
+        )
+    };
+}
+
+/// A zero `__m128i`.
+// SAFETY: `__m128i` is 16 bytes of plain integer data; all zeroes is valid.
+const ZERO_XMM: core::arch::x86_64::__m128i = unsafe { core::mem::zeroed() };
+
+/// One inline block of 16-byte loads for a value of `$len` bytes (16 to
+/// 256): load `i` of the head reads `[rsi + 16 * i]` into positional operand
+/// `{i}` (label `2i`), and the tail load reads the last 16 bytes, which
+/// overlap the head in the middle, as in the routines' size classes. On a
+/// fault the handler resumes at label `9`, past the `dec`, so `eax` stays 1.
+/// Then the registers are stored into `$out` (valid for `$len` writes).
+macro_rules! xmm_block {
+    ($src:expr, $len:expr, $out:expr; [$($head:literal)*] $tail:literal) => {{
+        use core::arch::x86_64::__m128i;
+        // The outputs' places (initialised, as places written by `asm!` must
+        // be; the compiler drops the zeroing, which the loads overwrite).
+        let mut regs = [ZERO_XMM; 16];
+        let failed: u32;
+        // SAFETY: loads only, from `[rsi, rsi + rcx)` = `[src, src + len)`,
+        // a range that does not wrap (the caller's contract): head load `i`
+        // reads `[16 * i, 16 * i + 16)` with `16 * i + 16 <= len - 16`
+        // (`i < tail = ceil(len / 16) - 1`) and the tail load the last 16 of
+        // `len >= 16` bytes. Each is listed in the exception table with the
+        // source side and the fixup `9`: a fault is claimed by the handler
+        // (active, per the contract) and resumes at `9` with `eax` = 1; no
+        // other register or memory is written; the outputs are then simply
+        // not used.
+        unsafe {
+            core::arch::asm!(
+                $(concat!("2", $head, ": movups {", $head, "}, xmmword ptr [rsi + 16 * ", $head, "]"),)*
+                concat!("2", $tail, ": movups {", $tail, "}, xmmword ptr [rsi + rcx - 16]"),
+                "dec eax",
+                "9:",
+                $(inline_entry!(concat!("2", $head)),)*
+                inline_entry!(concat!("2", $tail)),
+                $(out(xmm_reg) regs[$head],)*
+                out(xmm_reg) regs[$tail],
+                in("rsi") $src,
+                in("rcx") $len,
+                inout("eax") 1_u32 => failed,
+                options(nostack, readonly),
+            );
+        }
+        if failed == 0 {
+            $(
+                // SAFETY: `16 * i + 16 <= len - 16`: inside `$out`'s `$len`
+                // bytes; unaligned writes need no alignment.
+                unsafe { $out.add(16 * $head).cast::<__m128i>().write_unaligned(regs[$head]) };
+            )*
+            // SAFETY: the last 16 of `$out`'s `$len >= 16` bytes.
+            unsafe { $out.add($len - 16).cast::<__m128i>().write_unaligned(regs[$tail]) };
+        }
+        failed == 0
+    }};
+}
+
+/// Two general-register loads of `$ty` for a value of `$len` bytes
+/// (`size_of::<$ty>()` to twice that): the first and the last
+/// `size_of::<$ty>()` bytes, with the same fixup as [`xmm_block!`].
+macro_rules! gpr_block {
+    ($src:expr, $len:expr, $out:expr; $ty:ty, $head:literal, $tail:literal) => {{
+        let failed: u32;
+        let head: u64;
+        let tail: u64;
+        // SAFETY: as in `xmm_block!`: two listed loads inside
+        // `[src, src + len)`.
+        unsafe {
+            core::arch::asm!(
+                concat!("20: ", $head),
+                concat!("21: ", $tail),
+                "dec eax",
+                "9:",
+                inline_entry!("20"),
+                inline_entry!("21"),
+                in("rsi") $src,
+                in("rcx") $len,
+                inout("eax") 1_u32 => failed,
+                a = out(reg) head,
+                b = out(reg) tail,
+                options(nostack, readonly),
+            );
+        }
+        if failed == 0 {
+            let width = size_of::<$ty>();
+            // The loads zero-extend; the truncation keeps what was loaded.
+            #[allow(clippy::cast_possible_truncation, reason = "the loads are `$ty` wide")]
+            let (head, tail) = (head as $ty, tail as $ty);
+            // SAFETY: `width <= $len`: both writes lie inside `$out`'s
+            // `$len` bytes; unaligned writes need no alignment.
+            unsafe { $out.cast::<$ty>().write_unaligned(head) };
+            // SAFETY: as above, the last `width` bytes.
+            unsafe { $out.add($len - width).cast::<$ty>().write_unaligned(tail) };
+        }
+        failed == 0
+    }};
+}
+
+/// The block [`read_small`] uses for a value of `len` bytes: 1 for a byte,
+/// 2 to 4 for two general-register loads of 2, 4 or 8 bytes (2 to 15
+/// bytes), 5 + k for k + 1 16-byte loads (16 to 256 bytes), 0 for none.
+const fn size_class(len: usize) -> usize {
+    match len {
+        1 => 1,
+        2..=3 => 2,
+        4..=7 => 3,
+        8..=15 => 4,
+        16..=256 => 5 + (len - 1) / 16,
+        _ => 0,
+    }
+}
+
+/// Reads one `T` of 1 to [`super::INLINE_VALUE_MAX`] bytes from the untrusted address
+/// `src` into `out`, with the loads inlined in the caller: no call, no size
+/// dispatch at run time (`size_of::<T>()` is a constant, so one block
+/// remains), and the value passed through registers, so that the compiler
+/// stores them straight into wherever the `T` ends up (a returned `Result`,
+/// a capture slot): the only write of each byte. Every load is listed in the
+/// exception table like the routines' (`inline_entry!`). A fault anywhere
+/// returns false with nothing written to `out`: a capture wants all the
+/// bytes or none, so there is no byte-exact count to compute.
+///
+/// # Safety
+/// `[src, src + size_of::<T>())` must not wrap, the handler must be active
+/// ([`active`]), and `out` must be valid for `size_of::<T>()` bytes of
+/// writes (it may be uninitialised) and not aliased during the call.
+#[inline(always)]
+#[allow(clippy::inline_always, reason = "the point is to have no call")]
+pub(super) unsafe fn read_small<T: zerocopy::FromBytes>(src: usize, out: *mut T) -> bool {
+    let len = size_of::<T>();
+    let out = out.cast::<u8>();
+    // Matched on a constant, so that only one block is generated even
+    // without optimisation (rustc does not emit the arms of a `match` on a
+    // `const` block that monomorphisation rules out), and the exception
+    // table holds the entries of blocks that exist.
+    match const { size_class(size_of::<T>()) } {
+        1 => {
+            gpr_block!(src, len, out; u8, "movzx {a:e}, byte ptr [rsi]", "movzx {b:e}, byte ptr [rsi + rcx - 1]")
+        }
+        2 => {
+            gpr_block!(src, len, out; u16, "movzx {a:e}, word ptr [rsi]", "movzx {b:e}, word ptr [rsi + rcx - 2]")
+        }
+        3 => {
+            gpr_block!(src, len, out; u32, "mov {a:e}, dword ptr [rsi]", "mov {b:e}, dword ptr [rsi + rcx - 4]")
+        }
+        4 => {
+            gpr_block!(src, len, out; u64, "mov {a}, qword ptr [rsi]", "mov {b}, qword ptr [rsi + rcx - 8]")
+        }
+        5 => xmm_block!(src, len, out; [] 0),
+        6 => xmm_block!(src, len, out; [0] 1),
+        7 => xmm_block!(src, len, out; [0 1] 2),
+        8 => xmm_block!(src, len, out; [0 1 2] 3),
+        9 => xmm_block!(src, len, out; [0 1 2 3] 4),
+        10 => xmm_block!(src, len, out; [0 1 2 3 4] 5),
+        11 => xmm_block!(src, len, out; [0 1 2 3 4 5] 6),
+        12 => xmm_block!(src, len, out; [0 1 2 3 4 5 6] 7),
+        13 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7] 8),
+        14 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8] 9),
+        15 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9] 10),
+        16 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10] 11),
+        17 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11] 12),
+        18 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11 12] 13),
+        19 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11 12 13] 14),
+        20 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14] 15),
+        _ => false,
+    }
+}
+
 /// The entry for a faulting instruction pointer, as `(fixup, side)`.
 fn lookup(rip: usize) -> Option<(usize, u32)> {
-    EXTABLE
+    table()
         .iter()
         .find(|e| Entry::target(&e.insn) == rip)
         .map(|e| (Entry::target(&e.fixup), e.side))
@@ -501,13 +708,32 @@ mod tests {
     #[test]
     fn table_is_well_formed() {
         let text = usercap_copy_from as *const () as usize;
-        for e in &EXTABLE {
+        let end = usercap_routines_end as *const () as usize;
+        let routines = table()
+            .iter()
+            .filter(|e| (text..end).contains(&Entry::target(&e.insn)))
+            .count();
+        // The routines' entries, and at least one inline block (this
+        // test's own, below).
+        assert_eq!(routines, EXTABLE_LEN);
+        assert!(table().len() > EXTABLE_LEN);
+        for e in table() {
             let (insn, fixup) = (Entry::target(&e.insn), Entry::target(&e.fixup));
             assert!(e.side == SIDE_SRC || e.side == SIDE_DST);
-            assert!(insn.abs_diff(text) < 4096 && fixup.abs_diff(text) < 4096);
-            assert_eq!(lookup(insn), Some((fixup, e.side)));
+            // A fixup is near its instruction: in the same routine, or at
+            // the end of the same inline block.
+            assert!(fixup.abs_diff(insn) < 4096);
+            assert_eq!(lookup(insn).map(|(_, side)| side), Some(e.side));
         }
         assert_eq!(lookup(text), None);
+        install();
+        let word = 0x1122_3344_5566_7788_u64;
+        let mut read = 0_u64;
+        // SAFETY: the address of a live local does not wrap; the handler
+        // is installed; `read` is a local `u64` nothing else refers to.
+        let ok = unsafe { read_small(std::ptr::from_ref(&word).addr(), &raw mut read) };
+        assert!(ok);
+        assert_eq!(read, word);
     }
 
     #[test]

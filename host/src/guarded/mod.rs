@@ -31,6 +31,21 @@
 //!   whose fixup returns `rcx`. The returned count is therefore exact to the
 //!   byte whatever path faulted (this also sidesteps valgrind's off-by-one on
 //!   `rep movsb`, and any fast-string early stop).
+//! * Inline load blocks for a value whose size is known at compile time, 1
+//!   to 256 bytes ([`read_value`], [`read_into`]), as the kernel inlines
+//!   `get_user` of a scalar: one `asm!` block of loads into registers,
+//!   chosen by size class at compile time and expanded in the caller, each
+//!   load listed in the same table with the same register roles. The
+//!   compiler then stores the registers straight where the value goes (a
+//!   returned `Result`, a capture slot), so a by-value capture writes each
+//!   byte once and pays no call. A fault writes nothing and just fails the
+//!   read: a capture is all or nothing, so no count is computed.
+//! * The table is one section, `usercap_extable`, that every object adds
+//!   its entries to (the routines' and each inline block's, wherever the
+//!   compiler instantiated it), flagged `SHF_GNU_RETAIN` so the linker's
+//!   garbage collection keeps it, and read between the linker-defined
+//!   `__start_usercap_extable` and `__stop_usercap_extable`, as the kernel
+//!   reads `__ex_table`.
 //! * A `SIGSEGV`/`SIGBUS` handler (installed once by [`install`], which every
 //!   copy function calls) that rewrites `RIP` to the fixup when, and only
 //!   when, the fault is ours.
@@ -453,8 +468,11 @@ pub fn copy_from_to_pool(
 }
 
 /// Reads one `T` from the untrusted address `src` into uninitialised
-/// memory and returns it: the copy is the only write to the value before it
-/// is returned (moving the result to the caller is the compiler's).
+/// memory and returns `wrap(value)`: the copy is the only write to the
+/// value. Up to [`INLINE_VALUE_MAX`] bytes the loads are inlined and the
+/// value goes through registers, which the compiler stores straight into
+/// wherever `wrap`'s result ends up (see `arch::read_small`); larger values
+/// are copied by the routine into a local and then moved.
 ///
 /// A zero-sized `T` is returned without touching memory.
 ///
@@ -467,19 +485,87 @@ pub fn read_value<T: zerocopy::FromBytes, R>(
     src: usize,
     wrap: impl FnOnce(T) -> R,
 ) -> Result<R, usercap::CaptureError> {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if reads_inline::<T>(backend, src) {
+        // A local of its own, whose address never reaches a call: the
+        // compiler can then put the registers straight where `wrap`'s
+        // result goes. Shared with the routine's path below, whose call
+        // receives its address, it is a real stack slot, moved afterwards.
+        let mut value = core::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: `reads_inline` checked the range and the handler;
+        // `value` is valid for `size_of::<T>()` writes and nothing else
+        // refers to it.
+        if !unsafe { arch::read_small(src, value.as_mut_ptr()) } {
+            return Err(usercap::CaptureError::AccessViolation);
+        }
+        // SAFETY: `read_small` returned true, so it wrote all
+        // `size_of::<T>()` bytes, and `T: FromBytes` makes any initialised
+        // bytes a valid `T`.
+        return Ok(wrap(unsafe { value.assume_init() }));
+    }
     let mut value = core::mem::MaybeUninit::<T>::uninit();
     let len = core::mem::size_of::<T>();
     // SAFETY: `value` is valid for `size_of::<T>()` writes (uninitialised
     // is allowed) and nothing else refers to it.
-    let left = unsafe { copy_from_raw(backend, value.as_mut_ptr().cast(), len, src) };
-    if left != 0 {
+    if unsafe { copy_from_raw(backend, value.as_mut_ptr().cast(), len, src) } != 0 {
         return Err(usercap::CaptureError::AccessViolation);
     }
-    // SAFETY: `left == 0`: the copy wrote all `size_of::<T>()` bytes (every
-    // backend writes exactly a prefix of `len - left` bytes), so the value
-    // is fully initialised, and `T: FromBytes` makes every initialised byte
-    // pattern a valid `T`.
+    // SAFETY: the copy wrote all `size_of::<T>()` bytes (every backend
+    // writes exactly a prefix of `len - left` bytes, and `left` is 0), and
+    // `T: FromBytes` makes every initialised byte pattern a valid `T`.
     Ok(wrap(unsafe { value.assume_init() }))
+}
+
+/// Reads one `T` from the untrusted address `src` into `dst`, in place: the
+/// copy is the only write. Inlined as [`read_value`] is, up to
+/// [`INLINE_VALUE_MAX`] bytes.
+///
+/// # Errors
+/// `AccessViolation` if any byte could not be read. `dst` may then hold a
+/// partial copy (from the routine above [`INLINE_VALUE_MAX`]; the inline
+/// loads write nothing on a fault).
+#[inline]
+pub fn read_into<T: zerocopy::FromBytes>(
+    backend: Backend,
+    src: usize,
+    dst: &mut T,
+) -> Result<(), usercap::CaptureError> {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if reads_inline::<T>(backend, src) {
+        // SAFETY: `reads_inline` checked the range and the handler; a
+        // `&mut T` is valid for `size_of::<T>()` writes and not aliased while
+        // we hold it, and any bytes written are a valid `T` (`FromBytes`).
+        return if unsafe { arch::read_small(src, core::ptr::from_mut(dst)) } {
+            Ok(())
+        } else {
+            Err(usercap::CaptureError::AccessViolation)
+        };
+    }
+    let len = core::mem::size_of::<T>();
+    // SAFETY: as above, for the routine's copy.
+    let left = unsafe { copy_from_raw(backend, core::ptr::from_mut(dst).cast(), len, src) };
+    if left == 0 {
+        Ok(())
+    } else {
+        Err(usercap::CaptureError::AccessViolation)
+    }
+}
+
+/// The largest value [`read_value`] and [`read_into`] read with inline
+/// loads (on `x86_64` Linux, with the guarded backend active).
+pub const INLINE_VALUE_MAX: usize = 256;
+
+/// Whether a `T` at `src` is read with inline loads: 1 to
+/// [`INLINE_VALUE_MAX`] bytes, the guarded backend, active, and a range that
+/// does not wrap (`arch::read_small`'s preconditions, bar the destination).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline]
+fn reads_inline<T>(backend: Backend, src: usize) -> bool {
+    let len = core::mem::size_of::<T>();
+    (1..=INLINE_VALUE_MAX).contains(&len)
+        && backend == Backend::Guarded
+        && range_ok(src, len)
+        && arch::active()
 }
 
 /// The copy from an untrusted address, with the checks every form shares.

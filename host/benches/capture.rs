@@ -9,16 +9,13 @@
 //! - `copy_nonoverlapping`: `copy_from_slice`, i.e. `ptr::copy_nonoverlapping`
 //!   after a length check, into a preallocated buffer (plain memcpy);
 //! - `UserPtr::capture`: `UserPtr::<[u8; N]>::capture` on a user-mode
-//!   `HostSpace` (probe, system-space check, address mask, guarded copy
-//!   into an uninitialised value, returned by value as
-//!   `Result<Captured<_>, _>`);
+//!   `HostSpace` (probe, system-space check, address mask, then up to 256
+//!   bytes guarded loads inlined into registers, which the compiler stores
+//!   straight into the returned `Result<Captured<_>, _>`; above, the
+//!   guarded routine's copy into an uninitialised value, which is then
+//!   moved);
 //! - `UserPtr::capture_into`: the same into a reused `CaptureSlot`, in
-//!   place: the copy is the only write;
-//! - `copy+move`: the floor of any by-value capture, with no probe and no
-//!   guard: `copy_nonoverlapping` into a value the compiler cannot see into
-//!   (as it cannot see into the guarded routine), returned by value as
-//!   `Result<[u8; N], _>`, which moves it (8 to 256 B, the sizes of the
-//!   by-value target);
+//!   place (above 256 bytes the routine copies into the slot, no move);
 //! - `alloc+copy`: `Vec::with_capacity` + `extend_from_slice`, the
 //!   allocate-and-copy shape of `memdup_user`;
 //! - `UserSlice::capture`: `UserSlice::<u8>::capture` (limit and budget
@@ -42,31 +39,13 @@
 #[cfg(unix)]
 mod bench {
     use std::hint::black_box;
-    use std::mem::MaybeUninit;
     use std::time::Duration;
 
     use criterion::measurement::WallTime;
     use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-    use usercap::{AddressSpace, CaptureError, CaptureSlot, UserPtr, UserSlice};
+    use usercap::{AddressSpace, CaptureSlot, UserPtr, UserSlice};
     use usercap_host::guarded::{self, Backend};
     use usercap_host::{HostSpace, KernelBuffer, linux};
-
-    /// The floor of a by-value capture: a copy into a value whose address
-    /// the compiler must assume escaped (as it does when the address goes
-    /// to the guarded routine), then the move of the returned `Result`.
-    #[inline]
-    fn copy_then_move<const N: usize>(src: &[u8]) -> Result<[u8; N], CaptureError> {
-        let src = src.get(..N).ok_or(CaptureError::Invalid)?;
-        let mut value = MaybeUninit::<[u8; N]>::uninit();
-        let dst = black_box(value.as_mut_ptr().cast::<u8>());
-        // SAFETY: `src` has `N` bytes; `dst` is `value`'s address
-        // (`black_box` returns its argument), valid for `N` writes, and a
-        // stack value cannot overlap the borrowed source.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, N) };
-        // SAFETY: the copy above initialised all `N` bytes, and any bytes
-        // are a valid `[u8; N]`.
-        Ok(unsafe { value.assume_init() })
-    }
 
     /// Every row of one size, back to back.
     fn size<const N: usize>(
@@ -102,18 +81,6 @@ mod bench {
                 black_box(captured.is_ok());
             });
         });
-        // The floor only matters where a by-value target applies (8 to 256
-        // bytes). Above, `copy_nonoverlapping` becomes glibc's `rep movsb`,
-        // whose speed on this CPU depends on the distance between source
-        // and destination, here an arbitrary stack address.
-        if N <= 256 {
-            group.bench_function(id("copy+move"), |b| {
-                b.iter(|| {
-                    let moved = copy_then_move::<N>(black_box(src));
-                    black_box(&moved);
-                });
-            });
-        }
         group.bench_function(id("alloc+copy"), |b| {
             b.iter(|| {
                 let mut copy = Vec::with_capacity(N);

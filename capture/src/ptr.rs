@@ -53,12 +53,14 @@ impl<T: FromBytes + IntoBytes> UserPtr<T> {
     ///
     /// A zero-sized `T` is returned without touching memory.
     ///
-    /// The value is returned by value, so the compiler moves it into the
-    /// caller's frame after the copy: a second pass over its bytes, and for
-    /// a large `T` a temporary on the kernel stack. For large structs, or to
-    /// capture into a request context, use
-    /// [`capture_into`](Self::capture_into), which writes each byte once,
-    /// in place.
+    /// The value is returned by value. Where the copy lands depends on the
+    /// backend ([`AddressSpace::read_value`]): `HostSpace` reads up to 256
+    /// bytes into registers, which the compiler stores straight into the
+    /// caller's `Result`; otherwise the copy fills a local, which is then
+    /// moved: a second pass over its bytes, and for a large `T` a temporary
+    /// on the kernel stack. For large structs, or to capture into a request
+    /// context, use [`capture_into`](Self::capture_into), which writes each
+    /// byte once, in place, at any size.
     ///
     /// # Errors
     /// `AccessViolation` or `Misaligned` from the probe or the copy.
@@ -71,9 +73,9 @@ impl<T: FromBytes + IntoBytes> UserPtr<T> {
     /// The same probe and the same single copy as [`capture`](Self::capture),
     /// through [`AddressSpace::read_into`], but the copy writes the slot's
     /// bytes directly and nothing is moved afterwards: each byte is written
-    /// once at any size, and the kernel stack holds no temporary `T`. A slot is made once ([`CaptureSlot::new`] zeroes it)
-    /// and reused, e.g. in a KMDF request context or a device's per-request
-    /// state.
+    /// once at any size, and the kernel stack holds no temporary `T`. A
+    /// slot is made once ([`CaptureSlot::new`] zeroes it) and reused, e.g.
+    /// in a KMDF request context or a device's per-request state.
     ///
     /// On an error the slot holds whatever part of the copy was made, but
     /// nothing can read it: the only way to the slot's contents is the

@@ -25,8 +25,10 @@ use crate::guarded::{self, Backend, is_kernel_range_in, mask_user_range_in};
 ///    page for any range 2 to 4 rejected, so a mispredicted check cannot
 ///    feed a speculative load from kernel memory (Linux's
 ///    `mask_user_address`);
-/// 6. the fault-guarded copy of the chosen [`Backend`]; any byte not copied
-///    is `AccessViolation`.
+/// 6. the fault-guarded copy of the chosen [`Backend`] (for a value of up
+///    to 256 bytes read by `read_value` or `read_into`, the guarded
+///    backend's inline loads, see [`guarded::read_value`]); any byte not
+///    copied is `AccessViolation`.
 ///
 /// Kernel mode ([`HostSpace::kernel`]) skips 2 to 5, as Windows does for a
 /// `KernelMode` requestor (nothing was checked, so there is nothing to

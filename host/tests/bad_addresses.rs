@@ -49,6 +49,46 @@ fn null_noncanonical_and_wrapping() {
     assert_eq!(g::is_guarded(), GUARDED);
 }
 
+/// The same bad addresses through typed captures in kernel mode, which has
+/// no probe, so only the copy's guard stands between the address and the
+/// process: up to 256 bytes that is the inline loads (a `#GP` for the
+/// non-canonical ones, a page fault for null), above it the routine. Every
+/// size class of the inline loads is tried, in both capture forms. A fault
+/// writes nothing into the slot.
+#[test]
+fn typed_captures_of_bad_addresses_in_kernel_mode_fail_cleanly() {
+    fn both_forms<const N: usize>(space: &usercap_host::HostSpace, addr: usize) {
+        let by_value = usercap::UserPtr::<[u8; N]>::new(addr).capture(space);
+        assert_eq!(
+            by_value.err(),
+            Some(CaptureError::AccessViolation),
+            "{N} at {addr:#x}"
+        );
+        let mut slot = usercap::CaptureSlot::<[u8; N]>::new();
+        let in_place = usercap::UserPtr::<[u8; N]>::new(addr).capture_into(space, &mut slot);
+        assert_eq!(
+            in_place.err(),
+            Some(CaptureError::AccessViolation),
+            "{N} into at {addr:#x}"
+        );
+    }
+    let bad = [0, 1 << 47, 0x1234_5678_9abc_def0, usize::MAX - 3];
+    for backend in BACKENDS {
+        let space = usercap_host::HostSpace::kernel().with_backend(backend);
+        for addr in bad {
+            both_forms::<1>(&space, addr);
+            both_forms::<3>(&space, addr);
+            both_forms::<4>(&space, addr);
+            both_forms::<8>(&space, addr);
+            both_forms::<16>(&space, addr);
+            both_forms::<24>(&space, addr);
+            both_forms::<100>(&space, addr);
+            both_forms::<256>(&space, addr);
+            both_forms::<257>(&space, addr);
+        }
+    }
+}
+
 /// A shared mapping of two pages over a memfd shrunk to one page: the second
 /// page raises SIGBUS. Exactly the first page must be copied.
 #[cfg(target_os = "linux")]

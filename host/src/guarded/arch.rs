@@ -496,10 +496,38 @@ macro_rules! xmm_block {
     }};
 }
 
-/// Two general-register loads of `$ty` for a value of `$len` bytes
-/// (`size_of::<$ty>()` to twice that): the first and the last
-/// `size_of::<$ty>()` bytes, with the same fixup as [`xmm_block!`].
+/// General-register loads of `$ty` for a value of `$len` bytes: one load
+/// when `$len` is `size_of::<$ty>()`, else (up to twice that) two, the
+/// first and the last `size_of::<$ty>()` bytes, which overlap in the middle.
+/// The same fixup as [`xmm_block!`].
 macro_rules! gpr_block {
+    ($src:expr, $len:expr, $out:expr; $ty:ty, $load:literal) => {{
+        let failed: u32;
+        let value: u64;
+        // SAFETY: as in `xmm_block!`: one listed load of `[src, src + len)`.
+        unsafe {
+            core::arch::asm!(
+                concat!("20: ", $load),
+                "dec eax",
+                "9:",
+                inline_entry!("20"),
+                in("rsi") $src,
+                in("rcx") $len,
+                inout("eax") 1_u32 => failed,
+                a = out(reg) value,
+                options(nostack, readonly),
+            );
+        }
+        if failed == 0 {
+            // The load zero-extends; the truncation keeps what was loaded.
+            #[allow(clippy::cast_possible_truncation, reason = "the load is `$ty` wide")]
+            let value = value as $ty;
+            // SAFETY: `$out` is valid for `$len` = `size_of::<$ty>()`
+            // bytes; unaligned writes need no alignment.
+            unsafe { $out.cast::<$ty>().write_unaligned(value) };
+        }
+        failed == 0
+    }};
     ($src:expr, $len:expr, $out:expr; $ty:ty, $head:literal, $tail:literal) => {{
         let failed: u32;
         let head: u64;
@@ -537,16 +565,22 @@ macro_rules! gpr_block {
     }};
 }
 
-/// The block [`read_small`] uses for a value of `len` bytes: 1 for a byte,
-/// 2 to 4 for two general-register loads of 2, 4 or 8 bytes (2 to 15
-/// bytes), 5 + k for k + 1 16-byte loads (16 to 256 bytes), 0 for none.
+/// The block [`read_small`] uses for a value of `len` bytes: 1 to 7 for
+/// general-register loads (one load of exactly 1, 2, 4 or 8 bytes, two
+/// overlapping loads of 2, 4 or 8 bytes for 3, 5 to 7 and 9 to 15 bytes),
+/// 8 + k for k + 1 16-byte loads (16 to 256 bytes), 0 for none. A byte is
+/// loaded twice only where two loads overlap, and the kernel copy takes it
+/// from the later one, as the routines' blocks do.
 const fn size_class(len: usize) -> usize {
     match len {
         1 => 1,
-        2..=3 => 2,
-        4..=7 => 3,
-        8..=15 => 4,
-        16..=256 => 5 + (len - 1) / 16,
+        2 => 2,
+        3 => 3,
+        4 => 4,
+        5..=7 => 5,
+        8 => 6,
+        9..=15 => 7,
+        16..=256 => 8 + (len - 1) / 16,
         _ => 0,
     }
 }
@@ -575,34 +609,35 @@ pub(super) unsafe fn read_small<T: zerocopy::FromBytes>(src: usize, out: *mut T)
     // `const` block that monomorphisation rules out), and the exception
     // table holds the entries of blocks that exist.
     match const { size_class(size_of::<T>()) } {
-        1 => {
-            gpr_block!(src, len, out; u8, "movzx {a:e}, byte ptr [rsi]", "movzx {b:e}, byte ptr [rsi + rcx - 1]")
-        }
-        2 => {
+        1 => gpr_block!(src, len, out; u8, "movzx {a:e}, byte ptr [rsi]"),
+        2 => gpr_block!(src, len, out; u16, "movzx {a:e}, word ptr [rsi]"),
+        3 => {
             gpr_block!(src, len, out; u16, "movzx {a:e}, word ptr [rsi]", "movzx {b:e}, word ptr [rsi + rcx - 2]")
         }
-        3 => {
+        4 => gpr_block!(src, len, out; u32, "mov {a:e}, dword ptr [rsi]"),
+        5 => {
             gpr_block!(src, len, out; u32, "mov {a:e}, dword ptr [rsi]", "mov {b:e}, dword ptr [rsi + rcx - 4]")
         }
-        4 => {
+        6 => gpr_block!(src, len, out; u64, "mov {a}, qword ptr [rsi]"),
+        7 => {
             gpr_block!(src, len, out; u64, "mov {a}, qword ptr [rsi]", "mov {b}, qword ptr [rsi + rcx - 8]")
         }
-        5 => xmm_block!(src, len, out; [] 0),
-        6 => xmm_block!(src, len, out; [0] 1),
-        7 => xmm_block!(src, len, out; [0 1] 2),
-        8 => xmm_block!(src, len, out; [0 1 2] 3),
-        9 => xmm_block!(src, len, out; [0 1 2 3] 4),
-        10 => xmm_block!(src, len, out; [0 1 2 3 4] 5),
-        11 => xmm_block!(src, len, out; [0 1 2 3 4 5] 6),
-        12 => xmm_block!(src, len, out; [0 1 2 3 4 5 6] 7),
-        13 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7] 8),
-        14 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8] 9),
-        15 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9] 10),
-        16 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10] 11),
-        17 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11] 12),
-        18 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11 12] 13),
-        19 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11 12 13] 14),
-        20 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14] 15),
+        8 => xmm_block!(src, len, out; [] 0),
+        9 => xmm_block!(src, len, out; [0] 1),
+        10 => xmm_block!(src, len, out; [0 1] 2),
+        11 => xmm_block!(src, len, out; [0 1 2] 3),
+        12 => xmm_block!(src, len, out; [0 1 2 3] 4),
+        13 => xmm_block!(src, len, out; [0 1 2 3 4] 5),
+        14 => xmm_block!(src, len, out; [0 1 2 3 4 5] 6),
+        15 => xmm_block!(src, len, out; [0 1 2 3 4 5 6] 7),
+        16 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7] 8),
+        17 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8] 9),
+        18 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9] 10),
+        19 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10] 11),
+        20 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11] 12),
+        21 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11 12] 13),
+        22 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11 12 13] 14),
+        23 => xmm_block!(src, len, out; [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14] 15),
         _ => false,
     }
 }

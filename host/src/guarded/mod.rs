@@ -507,12 +507,14 @@ pub fn read_value<T: zerocopy::FromBytes, R>(
     let len = core::mem::size_of::<T>();
     // SAFETY: `value` is valid for `size_of::<T>()` writes (uninitialised
     // is allowed) and nothing else refers to it.
-    if unsafe { copy_from_raw(backend, value.as_mut_ptr().cast(), len, src) } != 0 {
+    let left = unsafe { copy_from_raw(backend, value.as_mut_ptr().cast(), len, src) };
+    if left != 0 {
         return Err(usercap::CaptureError::AccessViolation);
     }
-    // SAFETY: the copy wrote all `size_of::<T>()` bytes (every backend
-    // writes exactly a prefix of `len - left` bytes, and `left` is 0), and
-    // `T: FromBytes` makes every initialised byte pattern a valid `T`.
+    // SAFETY: `left == 0`: the copy wrote all `size_of::<T>()` bytes (every
+    // backend writes exactly a prefix of `len - left` bytes), so the value
+    // is fully initialised, and `T: FromBytes` makes every initialised byte
+    // pattern a valid `T`.
     Ok(wrap(unsafe { value.assume_init() }))
 }
 

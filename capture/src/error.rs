@@ -50,6 +50,9 @@ ntstatus! {
     STATUS_INVALID_DEVICE_REQUEST = 0xC000_0010,
     /// A user address was invalid or not accessible (what a probe or a fault gives).
     STATUS_ACCESS_VIOLATION = 0xC000_0005,
+    /// A valid user page could not be read in: an I/O error of its backing
+    /// store (what a guarded access raises for it).
+    STATUS_IN_PAGE_ERROR = 0xC000_0006,
     /// A parameter was invalid.
     STATUS_INVALID_PARAMETER = 0xC000_000D,
     /// The buffer is too small to hold the data.
@@ -103,6 +106,11 @@ pub enum CaptureError {
     /// The range is not user memory (null, below 64 KiB, at or above the probe
     /// limit, wrapping), or touching it faulted.
     AccessViolation,
+    /// The range is user memory, but a page of it could not be read in (an
+    /// I/O error of the file or device behind it): the guarded access
+    /// faulted with `STATUS_IN_PAGE_ERROR`, which is not the caller's bad
+    /// pointer. Linux reports the same case (a `SIGBUS` page) as `EFAULT`.
+    InPageError,
     /// The address is not aligned for the type being captured.
     Misaligned,
     /// The length is above the per-capture cap, the request's budget, or the
@@ -128,6 +136,7 @@ impl CaptureError {
     /// | error | NTSTATUS |
     /// |---|---|
     /// | `AccessViolation` | `STATUS_ACCESS_VIOLATION` |
+    /// | `InPageError` | `STATUS_IN_PAGE_ERROR` |
     /// | `Misaligned` | `STATUS_DATATYPE_MISALIGNMENT` |
     /// | `TooLarge` | `STATUS_INVALID_BUFFER_SIZE` |
     /// | `Overflow` | `STATUS_INTEGER_OVERFLOW` |
@@ -139,6 +148,7 @@ impl CaptureError {
     pub const fn to_ntstatus(self) -> NtStatus {
         match self {
             Self::AccessViolation => NtStatus::STATUS_ACCESS_VIOLATION,
+            Self::InPageError => NtStatus::STATUS_IN_PAGE_ERROR,
             Self::Misaligned => NtStatus::STATUS_DATATYPE_MISALIGNMENT,
             Self::TooLarge => NtStatus::STATUS_INVALID_BUFFER_SIZE,
             Self::Overflow => NtStatus::STATUS_INTEGER_OVERFLOW,
@@ -155,6 +165,7 @@ impl CaptureError {
     /// | error | errno |
     /// |---|---|
     /// | `AccessViolation` | `EFAULT` (14) |
+    /// | `InPageError` | `EFAULT` (14), as Linux's uaccess reports a page it cannot read in |
     /// | `Misaligned` | `EFAULT` (14): Linux does not check alignment, a bad pointer is a bad pointer |
     /// | `TooLarge` | `E2BIG` (7) |
     /// | `Overflow` | `EOVERFLOW` (75) |
@@ -165,7 +176,7 @@ impl CaptureError {
     #[must_use]
     pub const fn to_errno(self) -> i32 {
         match self {
-            Self::AccessViolation | Self::Misaligned => errno::EFAULT,
+            Self::AccessViolation | Self::InPageError | Self::Misaligned => errno::EFAULT,
             Self::TooLarge | Self::NonZeroTail => errno::E2BIG,
             Self::Overflow => errno::EOVERFLOW,
             Self::NoMemory => errno::ENOMEM,
@@ -179,6 +190,7 @@ impl fmt::Display for CaptureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self {
             Self::AccessViolation => "user range is not accessible user memory",
+            Self::InPageError => "a page of the user range could not be read in",
             Self::Misaligned => "user address is misaligned for the type",
             Self::TooLarge => "length is above the capture limit",
             Self::Overflow => "length computation overflowed",

@@ -1036,6 +1036,12 @@ fn every_error_maps_to_its_documented_ntstatus_and_errno() {
             "STATUS_DATATYPE_MISALIGNMENT",
         ),
         (
+            CaptureError::InPageError,
+            0xC000_0006,
+            errno::EFAULT,
+            "STATUS_IN_PAGE_ERROR",
+        ),
+        (
             CaptureError::TooLarge,
             0xC000_0206,
             errno::E2BIG,

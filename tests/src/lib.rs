@@ -13,10 +13,13 @@
 //! - [`check_driver_manifest`]: the driver crate's `Cargo.toml` rules.
 //! - [`docs`]: every test, scenario and line the reviewer documents cite
 //!   exists.
+//! - [`probe`]: the probe rules as one table of cases that every backend's
+//!   tests run (`SimSpace` here, `HostSpace` and `SehSpace` in theirs).
 
 pub mod docs;
 pub mod inf;
 mod manifest;
+pub mod probe;
 
 use core::fmt;
 

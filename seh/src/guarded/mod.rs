@@ -34,36 +34,50 @@
 //!   `clear`), and nothing else: the accesses to the trusted side, the
 //!   arithmetic and the branches lie outside every scope, so a fault there
 //!   is not ours and goes on to the next handler, as a bug should;
-//! - at a jump target only `rsp`, the nonvolatile registers and `rax` are
-//!   defined (`RtlUnwindEx` restores the frame's nonvolatiles; `rcx`, the
-//!   count in the fast paths, is garbage there). So the cursors live in
-//!   `rsi`/`rdi` and the end of the untrusted range in `rbx`, and every
-//!   target computes "bytes not done" from them.
+//! - at a jump target only `rsp` and the nonvolatile registers are defined
+//!   (`RtlUnwindEx` restores the frame's nonvolatiles; `rcx`, the count in
+//!   the fast paths, is garbage there). So the cursors live in `rsi`/`rdi`
+//!   and the end of the untrusted range in `rbx`, and every target computes
+//!   "bytes not done" from them.
 //!
-//! # The filter: the constant EXCEPTION_EXECUTE_HANDLER
+//! # The filter
 //!
-//! Every scope's HandlerAddress is the constant 1, not a filter function.
-//! That is what a C driver's `__except (EXCEPTION_EXECUTE_HANDLER)` emits,
-//! and it calls nothing during dispatch:
+//! Every scope names one filter, `usercap_seh_filter`, a Rust
+//! `extern "system"` function, rather than the constant 1
+//! (EXCEPTION_EXECUTE_HANDLER) a C driver's `__except
+//! (EXCEPTION_EXECUTE_HANDLER)` emits. It runs during dispatch, before
+//! anything is unwound, and it:
 //!
-//! - with HVCI, kernel CFG checks the indirect call `__C_specific_handler`
-//!   makes to a filter; a filter reached only through `.xdata` is not in
-//!   the image's CFG table unless the build puts it there, which a Rust
-//!   driver's build does not do today. A constant cannot be refused.
-//! - Nothing runs at dispatch time that could itself fault, take a lock or
-//!   depend on IRQL.
+//! - takes exactly the memory faults a scoped access can raise,
+//!   `STATUS_ACCESS_VIOLATION` (no-access, reserved or unmapped pages, and
+//!   `#GP` on a non-canonical address), `STATUS_IN_PAGE_ERROR` (the page
+//!   could not be read in) and `STATUS_GUARD_PAGE_VIOLATION`, and refuses
+//!   every other code, which then goes on to the next handler as if the
+//!   scope were not there (a breakpoint or single-step trap that no
+//!   debugger took, an illegal instruction);
+//! - records the code and the address the access touched
+//!   (`ExceptionInformation[1]`) in the call's fault record, which the
+//!   routine's first argument points at and which the filter finds through
+//!   the establisher frame, as MSVC's filters find their function's locals.
 //!
-//! The cost is that the scope accepts any exception code. It is correct
-//! because the scopes cover only the memory accesses, whose possible
-//! exceptions are memory faults: `STATUS_ACCESS_VIOLATION` (no-access,
-//! reserved or unmapped pages, and `#GP` on a non-canonical address),
-//! `STATUS_IN_PAGE_ERROR` (the page could not be read in) and
-//! `STATUS_GUARD_PAGE_VIOLATION`. Debug traps (a data breakpoint on user
-//! memory, single-stepping) go to an attached debugger first, which
-//! handles them before any handler runs; only without a debugger would one
-//! end a copy instead of ending the process. The code reaches the caller in
-//! [`Outcome::code`], and `SehSpace` maps it to the status the driver
-//! completes with.
+//! Why not the constant: the code has to reach the caller
+//! ([`Outcome::code`]: an access violation and an in-page error are
+//! different statuses), and the guard-page rule below needs the address.
+//! On Windows `__C_specific_handler` passes the code to the target in
+//! `rax`, but Wine 8.0's passes 0 (measured: `RtlUnwindEx` is called with a
+//! return value of 0), so a design that read `rax` could not be tested
+//! under Wine, and one that reads the record behaves the same on both.
+//!
+//! The price is kernel CFG. With HVCI, `__C_specific_handler`'s indirect
+//! call to a filter is checked against the image's CFG bitmap. An image
+//! built without CFG (a Rust driver's default) has no table, and the call
+//! is allowed. An image built with `-C control-flow-guard` must list the
+//! filter: the scope tables name it only in assembly, which the compiler
+//! does not see, so the module also takes its address in a `#[used]`
+//! static, which makes the compiler list it. Neither case has been run in
+//! a kernel by this project. The filter itself only reads the exception
+//! record and writes the fault record: it cannot fault, take a lock,
+//! depend on IRQL or panic.
 //!
 //! # Exactness, on any CPU
 //!
@@ -75,19 +89,18 @@
 //! a block every load comes before every store and the cursors do not move,
 //! so a fault in a block resumes in a byte loop at the block's start, which
 //! faults again on the exact first bad byte, whose target returns
-//! `rbx - cursor`. `rep movsb` is not used: on this project's CPUs it is 9
-//! to 17x slower when `(dst - src) mod 4096` is small, and its registers at
-//! a fault are exact on some CPUs only (docs/performance.md has the
-//! measurements behind the split). A byte written by `copy_to` or `clear`
-//! before the fault lies in the returned prefix: within a block the stores
-//! go in ascending order of pages, and the first store to touch a bad page
-//! faults before anything lands there.
+//! `rbx - cursor`. The result does not depend on where the CPU reports a
+//! fault inside an instruction. `rep movsb` is not used: on this project's
+//! CPUs it is 9 to 17x slower when `(dst - src) mod 4096` is small, its
+//! registers at a fault are exact on some CPUs only, and the block loop
+//! meets the targets without it (docs/performance.md). A byte written by
+//! `copy_to` or `clear` before the fault lies in the returned prefix:
+//! within a block the stores go in ascending order of pages, and the first
+//! store to touch a bad page faults before anything lands there.
 //!
-//! `copy_from` loads its first byte alone before the first block, and
-//! `copy_to`/`clear` store theirs (the guard-page rule below needs it). A
-//! user byte can therefore be loaded twice, as the overlapping block loads
-//! load the middle bytes twice; every byte of the kernel copy comes from
-//! one load, the block's, and nothing is computed from the other.
+//! The overlapping block loads read the middle bytes of a small range
+//! twice; every byte of the kernel copy comes from one load, the later
+//! one, and nothing is computed from the other.
 //!
 //! # Guard pages
 //!
@@ -99,20 +112,15 @@
 //! consumed, as by any other access, so a second copy of the same range
 //! reads the page. That is what Windows system services do ("If a guard
 //! page exception occurs during a system service, the service typically
-//! returns a failure status"), and what a C driver's
-//! `__except (EXCEPTION_EXECUTE_HANDLER)` does.
+//! returns a failure status"), and what a C driver's `__except` does.
 //!
-//! To stop exactly at the guard page without its address (a constant
-//! filter sees no exception record), a target uses one fact: a block spans
-//! at most two pages, and every page the copy touched before this block was
-//! not a guard page. The first byte is touched alone first, so the page of
-//! a block's first byte has always been touched before, unless the block
-//! starts on a page boundary. The guard page is therefore the page holding
-//! the block's last byte, and the bytes of the block before it are copied
-//! by the byte loop, from the cursor to that page. (A page that becomes a
-//! guard page while the copy runs is a race with the user, like any
-//! protection change: the result is still a prefix and a failure.)
-//!
+//! The target of a block that faulted on a guard page copies byte by byte
+//! from the cursor to the start of the page that holds the recorded
+//! address (never below the cursor, never past the end), then fails there.
+//! A page that becomes a guard page while the copy runs is a race with the
+//! user, like any protection change: the result is still a prefix and a
+//! failure.
+
 //! # Soundness of the safe functions
 //!
 //! - [`copy_from`] is safe: it only reads `src`, through assembly the

@@ -102,7 +102,7 @@ fn the_drivers_space_follows_every_probe_case() {
 #[test]
 fn the_models_kernel_objects_are_not_user_memory() {
     static SECRET: [u8; 16] = [0x5A; 16];
-    let heap = vec![0x11_u8; 64];
+    let heap = Box::new([0x11_u8; 64]);
     let stack = [0x22_u8; 64];
     let space = SehSpace::new();
     for addr in [
@@ -120,7 +120,7 @@ fn the_models_kernel_objects_are_not_user_memory() {
         Ok(vec![0x5A; 16])
     );
     // ... but writes reach only UserMemory, in either mode.
-    let mut target = vec![0x33_u8; 16];
+    let mut target = Box::new([0x33_u8; 16]);
     for space in [space, kernel] {
         assert_eq!(
             space.write(target.as_mut_ptr().addr(), &[0; 16], 1),

@@ -1,5 +1,6 @@
 //! The command line, the output formats, and the attack suite's ability to
 //! fail: against a device whose SUM double-fetches, it must report failures.
+#![cfg(unix)]
 
 use std::time::{Duration, Instant};
 

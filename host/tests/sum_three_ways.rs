@@ -12,6 +12,7 @@
 //! shape's hazards are in what the API lets a caller forget: ignoring
 //! `copy_from_user`'s return value uses a zero-filled header, and nothing
 //! stops a second `copy_from_user` of the same count.
+#![cfg(unix)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the given `cargo test` arguments for x86_64-pc-windows-gnu under
+# Wine (set up by .ci/wine/setup.sh), prints each binary's count, and fails
+# loudly unless every binary that cargo ran reported a result and at least
+# MIN_TESTS tests passed in all. A lane that runs no test is a failure.
+set -euo pipefail
+min="${MIN_TESTS:?set MIN_TESTS}"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --target x86_64-pc-windows-gnu "$@" 2>&1 | tee "$log" \
+  | grep -E '^\s+(Running|Doc-tests)|^test result:|^error' || true
+status="${PIPESTATUS[0]}"
+if [ "$status" != 0 ]; then
+  echo "wine lane: cargo test failed (status $status)" >&2
+  exit 1
+fi
+binaries=$(grep -cE '^\s+(Running|Doc-tests) ' "$log" || true)
+results=$(grep -cE '^test result: ' "$log" || true)
+passed=$(grep -oE '^test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+echo "wine lane: $binaries test binaries, $results results, $passed tests passed"
+# Edition-2024 doctests report twice (merged and standalone), so a binary
+# may have more than one result, never fewer.
+if [ "$binaries" = 0 ] || [ "$results" -lt "$binaries" ]; then
+  echo "wine lane: a test binary did not report a result" >&2
+  exit 1
+fi
+if [ "$passed" -lt "$min" ]; then
+  echo "wine lane: only $passed tests passed, expected at least $min" >&2
+  exit 1
+fi

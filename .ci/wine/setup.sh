@@ -26,6 +26,10 @@ export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 rm -rf "$WINEPREFIX"
 mkdir -p "$root/target"
 wineboot -i >/dev/null 2>&1
+# No winedbg on an unhandled exception: the process ends with the
+# exception code, which the foreign-fault tests check, and nothing waits.
+wine reg delete 'HKLM\Software\Microsoft\Windows NT\CurrentVersion\AeDebug' \
+  /v Debugger /f >/dev/null 2>&1 || true
 wineserver -w
 
 dll="$root/target/wine-bcryptprimitives.dll"

@@ -149,10 +149,10 @@ core::arch::global_asm!(
     vblock \name, c64, 2, 3, 5
     jmp .L\name\()_done
 .L\name\()_loop:
-    vblock \name, blk, 3, 6, 5
-    add rsi, 64
-    add rdi, 64
-    sub rcx, 64
+    vblock \name, blk, 5, 6, 5
+    add rsi, 96
+    add rdi, 96
+    sub rcx, 96
     cmp rcx, {loop_above}
     ja .L\name\()_loop
     jmp .L\name\()_dispatch

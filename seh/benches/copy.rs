@@ -157,9 +157,15 @@ mod bench {
 }
 
 #[cfg(all(windows, target_arch = "x86_64"))]
-criterion::criterion_group!(benches, bench::copy);
+mod group {
+    #![allow(
+        missing_docs,
+        reason = "criterion_group! defines an undocumented pub fn"
+    )]
+    criterion::criterion_group!(benches, super::bench::copy);
+}
 #[cfg(all(windows, target_arch = "x86_64"))]
-criterion::criterion_main!(benches);
+criterion::criterion_main!(group::benches);
 
 /// Nothing to measure off x86_64 Windows.
 #[cfg(not(all(windows, target_arch = "x86_64")))]

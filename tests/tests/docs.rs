@@ -41,6 +41,11 @@ fn the_linux_comparison_cites_and_quotes_only_what_exists() {
 }
 
 #[test]
+fn the_adopting_guide_quotes_only_what_exists() {
+    checked("adopting.md", 0, 0, 2);
+}
+
+#[test]
 fn the_checker_catches_a_dangling_citation() {
     let doc = "See `device/tests/safety.rs::no_such_test`, `attack:no-such-scenario`, \
                `capture/tests/api.rs::too_large_at_cap_plus_one` and `attack:race-sum-count`.\n\

@@ -127,6 +127,11 @@ pub enum Command {
         /// List the scenarios and exit.
         #[arg(long)]
         list: bool,
+        /// The device runs under fault injection (Driver Verifier's low
+        /// resources simulation): valid requests may also fail with
+        /// STATUS_INSUFFICIENT_RESOURCES.
+        #[arg(long)]
+        fault_injection: bool,
     },
     /// Round trips per second for each IOCTL.
     Bench {
@@ -204,6 +209,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> u8 {
             duration,
             filter,
             list,
+            fault_injection,
         } => {
             let options = crate::attack::Options {
                 iterations: *iterations,
@@ -211,6 +217,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> u8 {
                 duration: duration.map(Duration::from_secs),
                 filter: filter.clone(),
                 json: cli.json,
+                fault_injection: *fault_injection,
             };
             if *list {
                 return crate::attack::list(out);

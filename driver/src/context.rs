@@ -12,6 +12,8 @@
 //! The framework allocates it with the device (zeroed), frees it with the
 //! device, and a second devnode (someone running `devgen /add` twice) gets a
 //! state of its own instead of sharing, and outliving, the first one's lock.
+//! (That second device is reachable through its device interface only:
+//! `\\.\UserCap` names the first; see lib.rs.)
 //!
 //! Lifecycle: EvtDriverDeviceAdd writes a `DeviceContext` into the zeroed
 //! context right after `WdfDeviceCreate` and before it returns; no request
@@ -21,7 +23,7 @@
 //! no drop (checked at compile time below), and the wait lock inside it is a
 //! framework object the framework deletes with its parent device.
 
-use core::mem::{align_of, needs_drop, size_of};
+use core::mem::{needs_drop, size_of};
 
 use usercap_device::Device;
 use wdk_sys::{
@@ -30,6 +32,7 @@ use wdk_sys::{
 };
 
 use crate::lock::WaitLock;
+use crate::plan;
 
 /// The device context: the portable device with its wait lock.
 pub(crate) struct DeviceContext {
@@ -40,7 +43,8 @@ pub(crate) struct DeviceContext {
 // The framework never runs Rust destructors on context memory.
 const _: () = assert!(!needs_drop::<DeviceContext>());
 // Context memory is pool memory: MEMORY_ALLOCATION_ALIGNMENT (16 on x64).
-const _: () = assert!(align_of::<DeviceContext>() <= 16);
+// context::raw also checks the pointer's alignment at run time.
+const _: () = assert!(plan::fits_pool::<DeviceContext>());
 
 /// `WDF_OBJECT_CONTEXT_TYPE_INFO` holds raw pointers, so it is not `Sync`;
 /// this wrapper lets it be a `static`, as the C macro's global is.
@@ -53,18 +57,20 @@ struct TypeInfo(WDF_OBJECT_CONTEXT_TYPE_INFO);
 unsafe impl Sync for TypeInfo {}
 
 /// `sizeof(WDF_OBJECT_CONTEXT_TYPE_INFO)` as the ULONG `Size` holds.
-const TYPE_INFO_SIZE: ULONG = {
-    let size = size_of::<WDF_OBJECT_CONTEXT_TYPE_INFO>();
-    assert!(size <= ULONG::MAX as usize);
-    #[allow(clippy::cast_possible_truncation)] // asserted on the line above
-    let size = size as ULONG;
-    size
+const TYPE_INFO_SIZE: ULONG = match plan::ulong(size_of::<WDF_OBJECT_CONTEXT_TYPE_INFO>()) {
+    Some(size) => size,
+    None => panic!("WDF_OBJECT_CONTEXT_TYPE_INFO does not fit its ULONG Size"),
 };
 
 /// What `WDF_DECLARE_CONTEXT_TYPE_WITH_NAME(DeviceContext, ...)` would emit.
+///
+/// The C macro places it in `.data`; the framework only reads it (nothing
+/// in the KMDF sources writes a type info), so an immutable static, in
+/// read-only memory, is enough.
 static DEVICE_CONTEXT_TYPE: TypeInfo = TypeInfo(WDF_OBJECT_CONTEXT_TYPE_INFO {
     Size: TYPE_INFO_SIZE,
-    ContextName: c"UserCapDeviceContext".as_ptr().cast_mut(),
+    // LPCSTR in KMDF 1.31 and later (PCHAR before): a `*const c_char`.
+    ContextName: c"UserCapDeviceContext".as_ptr(),
     ContextSize: size_of::<DeviceContext>(),
     UniqueType: &raw const DEVICE_CONTEXT_TYPE.0,
     EvtDriverGetUniqueContextType: None,

@@ -20,12 +20,18 @@
 //! 6. `WdfRequestCompleteWithInformation(status, information)`.
 //!
 //! Everything else is completed with `STATUS_INVALID_DEVICE_REQUEST` and
-//! `Information = 0`.
+//! `Information = 0`. Every failed completion is traced (`plan::trace`:
+//! IOCTL code and status, at DPFLTR_TRACE_LEVEL, or DPFLTR_WARNING_LEVEL
+//! when the driver ran out of resources).
+//!
+//! The framework holds the device's remove lock from delivery to completion
+//! (`WDF_REMOVE_LOCK_OPTION_ACQUIRE_FOR_IO`, set in EvtDriverDeviceAdd), so
+//! the device and its context outlive every call of this callback.
 
 use core::mem::size_of;
 use core::ptr;
 
-use usercap::{NtStatus, UserSlice, UserWriter};
+use usercap::{CaptureError, NtStatus, UserSlice, UserWriter};
 use usercap_device::{Buffers, Completion, Request};
 use wdk_sys::{
     _WDF_REQUEST_TYPE, NT_SUCCESS, PVOID, USHORT, WDF_REQUEST_PARAMETERS, WDFDEVICE, WDFREQUEST,
@@ -33,25 +39,36 @@ use wdk_sys::{
 };
 
 use crate::context;
+use crate::plan::trace::Event;
 use crate::plan::{self, Shape};
 use crate::space::KmdfSpace;
+use crate::trace;
 
 /// `sizeof(WDF_REQUEST_PARAMETERS)` as the USHORT its `Size` holds
 /// (`WDF_REQUEST_PARAMETERS_INIT` is not in the bindings).
-const REQUEST_PARAMETERS_SIZE: USHORT = {
-    let size = size_of::<WDF_REQUEST_PARAMETERS>();
-    assert!(size <= USHORT::MAX as usize);
-    #[allow(clippy::cast_possible_truncation)] // asserted on the line above
-    let size = size as USHORT;
-    size
+const REQUEST_PARAMETERS_SIZE: USHORT = match plan::ushort(size_of::<WDF_REQUEST_PARAMETERS>()) {
+    Some(size) => size,
+    None => panic!("WDF_REQUEST_PARAMETERS does not fit its USHORT Size"),
 };
 
 /// The driver's `EvtIoInCallerContext` callback (registered with
 /// `WdfDeviceInitSetIoInCallerContextCallback`). Completes every request it
 /// is given, exactly once.
 pub(crate) extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
-    let completion = handle(device, request);
+    let Handled { code, completion } = handle(device, request);
+    trace::emit(&Event::Completed {
+        code,
+        status: completion.status.0,
+    });
     complete(request, completion);
+}
+
+/// What `handle` decided: the completion, and the IOCTL code it was for
+/// (`None` when the request was refused before a DEVICE_CONTROL code was
+/// read), for the trace.
+struct Handled {
+    code: Option<u32>,
+    completion: Completion,
 }
 
 /// Completes `request` with the device's verdict.
@@ -64,26 +81,31 @@ fn complete(request: WDFREQUEST, completion: Completion) {
     // all lived inside `handle`, which has returned; (3) Information is 0 on
     // failure and, on success, the bytes the device wrote into an output of
     // OutputBufferLength bytes, never more (usercap's UserWriter), which is
-    // what KMDF Verifier checks; (4) IRQL <= DISPATCH_LEVEL, as documented.
+    // what KMDF Verifier checks; (4) IRQL <= DISPATCH_LEVEL, as documented;
+    // (5) Information is a ULONG_PTR (u64 in the bindings), converted
+    // losslessly by plan::information.
     unsafe {
         call_unsafe_wdf_function_binding!(
             WdfRequestCompleteWithInformation,
             request,
             completion.status.0,
-            completion.information
+            plan::information(completion.information)
         );
     }
 }
 
 /// Everything between receiving the request and completing it.
-fn handle(device: WDFDEVICE, request: WDFREQUEST) -> Completion {
-    let refuse = Completion::failed(NtStatus::STATUS_INVALID_DEVICE_REQUEST);
+fn handle(device: WDFDEVICE, request: WDFREQUEST) -> Handled {
+    let refused = |code| Handled {
+        code,
+        completion: Completion::failed(NtStatus::STATUS_INVALID_DEVICE_REQUEST),
+    };
 
     // SAFETY: (1) KeGetCurrentIrql reads the current IRQL and has no
     // preconditions; (2) it may be called at any IRQL.
     let irql = unsafe { KeGetCurrentIrql() };
     if irql != plan::PASSIVE_LEVEL {
-        return refuse;
+        return refused(None);
     }
 
     let mut params = WDF_REQUEST_PARAMETERS {
@@ -94,9 +116,11 @@ fn handle(device: WDFDEVICE, request: WDFREQUEST) -> Completion {
     // EvtIoInCallerContext); (2) `params` is a valid, zeroed structure whose
     // Size is set, as WDF_REQUEST_PARAMETERS_INIT would; (3) IRQL is
     // PASSIVE_LEVEL, within the documented <= DISPATCH_LEVEL.
-    unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetParameters, request, &mut params) };
+    unsafe {
+        call_unsafe_wdf_function_binding!(WdfRequestGetParameters, request, &raw mut params);
+    }
     if params.Type != _WDF_REQUEST_TYPE::WdfRequestTypeDeviceControl {
-        return refuse;
+        return refused(None);
     }
     // SAFETY: (1) reading a union field: for a request whose Type is
     // WdfRequestTypeDeviceControl the framework fills the DeviceIoControl
@@ -114,12 +138,12 @@ fn handle(device: WDFDEVICE, request: WDFREQUEST) -> Completion {
     let mode = plan::requestor_mode(i32::from(raw_mode));
 
     let Some(device) = context::device(device) else {
-        return Completion::failed(NtStatus::STATUS_INVALID_DEVICE_REQUEST);
+        return refused(Some(code));
     };
     let space = KmdfSpace::new(request, mode);
 
-    match plan::shape(code) {
-        Shape::Refused => refuse,
+    let completion = match plan::shape(code) {
+        Shape::Refused => return refused(Some(code)),
         Shape::Neither => match neither_buffers(request, input_len, output_len) {
             Ok(buffers) => device.dispatch(&space, Request { code, buffers }),
             Err(status) => Completion::failed(status),
@@ -133,6 +157,10 @@ fn handle(device: WDFDEVICE, request: WDFREQUEST) -> Completion {
             device.dispatch(&space, Request { code, buffers })
         })
         .unwrap_or_else(Completion::failed),
+    };
+    Handled {
+        code: Some(code),
+        completion,
     }
 }
 
@@ -159,8 +187,8 @@ fn neither_buffers(
                 WdfRequestRetrieveUnsafeUserInputBuffer,
                 request,
                 input_len,
-                &mut buffer,
-                &mut len
+                &raw mut buffer,
+                &raw mut len
             )
         };
         if !NT_SUCCESS(status) || len != input_len {
@@ -181,8 +209,8 @@ fn neither_buffers(
                 WdfRequestRetrieveUnsafeUserOutputBuffer,
                 request,
                 output_len,
-                &mut buffer,
-                &mut len
+                &raw mut buffer,
+                &raw mut len
             )
         };
         if !NT_SUCCESS(status) || len != output_len {
@@ -190,7 +218,7 @@ fn neither_buffers(
         }
         buffer.addr()
     };
-    let input = UserSlice::new(input_addr, input_len).map_err(|e| e.to_ntstatus())?;
+    let input = UserSlice::new(input_addr, input_len).map_err(CaptureError::to_ntstatus)?;
     Ok(Buffers::Neither {
         input,
         output: UserWriter::user(output_addr, output_len),
@@ -228,8 +256,8 @@ fn with_system_buffer<R>(
                 WdfRequestRetrieveInputBuffer,
                 request,
                 plan.len,
-                &mut buffer,
-                &mut len
+                &raw mut buffer,
+                &raw mut len
             )
         }
     } else {
@@ -241,8 +269,8 @@ fn with_system_buffer<R>(
                 WdfRequestRetrieveOutputBuffer,
                 request,
                 plan.len,
-                &mut buffer,
-                &mut len
+                &raw mut buffer,
+                &raw mut len
             )
         }
     };

@@ -5,17 +5,41 @@
 //! Miri. This crate is the thin Windows layer that connects them to the
 //! framework:
 //!
-//! - this file: `DriverEntry` (`WdfDriverCreate`) and `EvtDriverDeviceAdd`
-//!   (device type, characteristics, in-caller-context callback, device
-//!   object with its context, wait lock, device interface, symbolic link);
+//! - this file: `DriverEntry` (`WdfDriverCreate`), `EvtDriverDeviceAdd`
+//!   (device type, characteristics, in-caller-context callback, remove lock
+//!   for I/O, device object with its context, wait lock, device interface,
+//!   symbolic link), `EvtDriverUnload`, and the global allocator;
 //! - `io`: `EvtIoInCallerContext`, which shapes each DEVICE_CONTROL request
 //!   for `Device::dispatch` and completes it;
-//! - `space`: `KmdfSpace`, the `AddressSpace` over
-//!   `WdfRequestProbeAndLockUserBufferForRead/ForWrite`;
+//! - `space`: `KmdfSpace`, the `AddressSpace` of a request; its user-mode
+//!   accesses go through `space::probe_and_lock`
+//!   (`WdfRequestProbeAndLockUserBufferForRead/ForWrite`);
 //! - `lock`: `WaitLock`, a `lock_api::RawMutex` over a `WDFWAITLOCK`;
 //! - `context`: the WDFDEVICE context that holds the `Device`;
+//! - `trace`: `DbgPrintEx` of the events `plan::trace` chooses;
 //! - `plan`: the shell's integer decisions, portable and unit-tested on
 //!   every host.
+//!
+//! # One device or several
+//!
+//! Each `Root\UserCap` devnode gets its own WDFDEVICE, context and lock.
+//! The fixed name `\DosDevices\UserCap` can belong to one of them only: the
+//! first device creates it; a second one's `WdfDeviceCreateSymbolicLink`
+//! fails with `STATUS_OBJECT_NAME_COLLISION`, and that device carries on
+//! without the link, reachable through its device interface instance
+//! (`plan::link_failure`). The install script creates one devnode.
+//!
+//! # Test builds
+//!
+//! `cargo test -p usercap-driver` on Windows links the unit tests against
+//! wdk-sys's `test-stubs` (a dev-dependency), which export their own
+//! `DriverEntry` and link no WDK library. So every item that would clash
+//! with or need them is `not(test)`: the `DriverEntry` export name, the
+//! panic handler (`wdk_panic`) and the global allocator (`ExAllocatePool2`).
+//! Nothing else should reach ntoskrnl from a test binary: the tests
+//! exercise `plan` only, and rustc generates no code for shell functions
+//! that no test and no exported symbol reaches. (windows-drivers-rs's
+//! sample KMDF driver relies on the same; not yet linked by this project.)
 //!
 //! All `unsafe` code of the driver is in this crate, one operation per block,
 //! each with a numbered `// SAFETY:` proof.
@@ -40,20 +64,67 @@ mod io;
 mod lock;
 #[cfg(target_os = "windows")]
 mod space;
+#[cfg(target_os = "windows")]
+mod trace;
 
 #[cfg(all(target_os = "windows", not(test)))]
 extern crate wdk_panic;
 
 /// Every Rust heap allocation of the driver (the captures' pool copies) goes
-/// through wdk-alloc: `ExAllocatePool2(POOL_FLAG_NON_PAGED, ..)`.
+/// through wdk-alloc, `ExAllocatePool2(POOL_FLAG_NON_PAGED, ..)`, behind
+/// `pool::PoolAllocator`'s alignment check.
 #[cfg(all(target_os = "windows", not(test)))]
 #[global_allocator]
-static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
+static GLOBAL_ALLOCATOR: pool::PoolAllocator = pool::PoolAllocator;
+
+/// The global allocator: wdk-alloc, refusing alignments it cannot give.
+#[cfg(all(target_os = "windows", not(test)))]
+mod pool {
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::ptr;
+
+    use wdk_alloc::WdkAllocator;
+
+    use crate::plan;
+
+    /// wdk-alloc ignores `Layout::align()` (its own FIXME) and returns what
+    /// `ExAllocatePool2` returns: 16-aligned blocks on x64. The types the
+    /// driver allocates are checked against that at compile time
+    /// (`plan::fits_pool`); this wrapper turns any other over-aligned
+    /// request into a failed allocation (null), which a fallible allocation
+    /// reports as `NoMemory`, instead of a misaligned block.
+    pub(crate) struct PoolAllocator;
+
+    // SAFETY: (1) `alloc` returns either null (a refusal, which GlobalAlloc
+    // allows) or WdkAllocator's block for the same layout: at least
+    // `layout.size()` bytes of non-paged pool, and aligned to
+    // `layout.align()` because that was checked to be at most the pool's
+    // 16-byte alignment first; (2) `dealloc` hands back to WdkAllocator
+    // only blocks that came from it, with their layout; (3) neither
+    // unwinds; (4) the default `realloc` and `alloc_zeroed` go through
+    // these two, so they inherit both properties.
+    unsafe impl GlobalAlloc for PoolAllocator {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if !plan::pool_serves(layout.align()) {
+                return ptr::null_mut();
+            }
+            // SAFETY: the caller's GlobalAlloc::alloc contract (a layout of
+            // non-zero size) is forwarded unchanged.
+            unsafe { WdkAllocator.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` was returned by `alloc` above for `layout`
+            // (GlobalAlloc::dealloc contract), i.e. by WdkAllocator.
+            unsafe { WdkAllocator.dealloc(ptr, layout) }
+        }
+    }
+}
 
 #[cfg(target_os = "windows")]
 pub use entry::driver_entry;
 
-/// `DriverEntry` and `EvtDriverDeviceAdd`.
+/// `DriverEntry`, `EvtDriverDeviceAdd` and `EvtDriverUnload`.
 #[cfg(target_os = "windows")]
 mod entry {
     use core::mem::size_of;
@@ -64,34 +135,56 @@ mod entry {
     use wdk_sys::{
         BOOLEAN, DRIVER_OBJECT, FILE_DEVICE_SECURE_OPEN, GUID, NT_SUCCESS, NTSTATUS,
         PCUNICODE_STRING, PDRIVER_OBJECT, PWDFDEVICE_INIT, STATUS_INVALID_DEVICE_STATE,
-        STATUS_SUCCESS, ULONG, UNICODE_STRING, WDF_DRIVER_CONFIG, WDF_NO_HANDLE,
-        WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFOBJECT,
+        STATUS_SUCCESS, ULONG, UNICODE_STRING, USHORT, WDF_DRIVER_CONFIG, WDF_NO_HANDLE,
+        WDF_NO_OBJECT_ATTRIBUTES, WDF_REMOVE_LOCK_OPTIONS, WDFDEVICE, WDFDRIVER, WDFOBJECT,
         call_unsafe_wdf_function_binding,
     };
 
     use crate::context::{self, DeviceContext};
     use crate::io::evt_io_in_caller_context;
     use crate::lock::{WaitLock, object_attributes};
-    use crate::plan;
+    use crate::plan::trace::{Event, Step};
+    use crate::plan::{self, LinkFailure};
+    use crate::trace;
 
     /// `sizeof(WDF_DRIVER_CONFIG)` as the ULONG its `Size` holds
     /// (`WDF_DRIVER_CONFIG_INIT` is not in the bindings).
-    const DRIVER_CONFIG_SIZE: ULONG = {
-        let size = size_of::<WDF_DRIVER_CONFIG>();
-        assert!(size <= ULONG::MAX as usize);
-        #[allow(clippy::cast_possible_truncation)] // asserted on the line above
-        let size = size as ULONG;
-        size
+    const DRIVER_CONFIG_SIZE: ULONG = match plan::ulong(size_of::<WDF_DRIVER_CONFIG>()) {
+        Some(size) => size,
+        None => panic!("WDF_DRIVER_CONFIG does not fit its ULONG Size"),
     };
 
+    /// `sizeof(WDF_REMOVE_LOCK_OPTIONS)` as its ULONG `Size`
+    /// (`WDF_REMOVE_LOCK_OPTIONS_INIT` is not in the bindings).
+    const REMOVE_LOCK_OPTIONS_SIZE: ULONG = match plan::ulong(size_of::<WDF_REMOVE_LOCK_OPTIONS>())
+    {
+        Some(size) => size,
+        None => panic!("WDF_REMOVE_LOCK_OPTIONS does not fit its ULONG Size"),
+    };
+
+    // The portable flag is the header's: checked against the bindings. `as
+    // i64` compares whatever integer type bindgen gave the C enum.
+    #[allow(clippy::cast_lossless, clippy::unnecessary_cast)]
+    const _: () = assert!(
+        wdk_sys::_WDF_REMOVE_LOCK_OPTIONS_FLAGS::WDF_REMOVE_LOCK_OPTION_ACQUIRE_FOR_IO as i64
+            == plan::REMOVE_LOCK_ACQUIRE_FOR_IO as i64
+    );
+
     /// The pool tag of the framework's allocations for this driver, "UCap"
-    /// as `!poolused` and Driver Verifier's pool tracking show it. (The
-    /// captures' own pool copies carry wdk-alloc's tag, "rust".)
+    /// as `!poolused` and poolmon show it. (The captures' own pool copies
+    /// carry wdk-alloc's tag, "rust".) Wdf01000.sys makes these allocations,
+    /// so `verifier /query`'s counters for usercap_driver.sys do not count
+    /// them (docs/windows.md).
     const POOL_TAG: ULONG = u32::from_le_bytes(*b"UCap");
 
     /// `\DosDevices\UserCap` in UTF-16, for the symbolic link.
     const LINK_UNITS: usize = SYMBOLIC_LINK_NAME.len();
     static LINK_NAME: [u16; LINK_UNITS] = plan::ascii_utf16(SYMBOLIC_LINK_NAME);
+    /// Its `UNICODE_STRING` length in bytes.
+    const LINK_BYTES: USHORT = match plan::unicode_bytes(LINK_UNITS) {
+        Some(bytes) => bytes,
+        None => panic!("the symbolic link name does not fit a UNICODE_STRING"),
+    };
 
     /// The device interface class, from the protocol crate.
     const INTERFACE: GUID = GUID {
@@ -109,16 +202,17 @@ mod entry {
     /// image's real entry point, `/ENTRY:FxDriverEntry` from wdk-build) at
     /// PASSIVE_LEVEL.
     ///
-    /// It only creates the WDFDRIVER. As a PnP driver with no unload work of
-    /// its own it registers no EvtDriverUnload: the framework unloads it when
-    /// its last device is removed.
+    /// It creates the WDFDRIVER with EvtDriverDeviceAdd and EvtDriverUnload
+    /// (which only traces: the framework frees everything the driver made,
+    /// and unloads the PnP driver when its last device is removed).
     ///
     /// # Safety
     /// Called only by the system, with a valid driver object and registry
     /// path, once per load.
     // SAFETY: "DriverEntry" is the symbol KMDF's FxDriverEntry stub calls; no
-    // other item of this image exports that name.
-    #[unsafe(export_name = "DriverEntry")]
+    // other item of this image exports that name. Test builds do not export
+    // it: wdk-sys's test-stubs export their own DriverEntry there.
+    #[cfg_attr(not(test), unsafe(export_name = "DriverEntry"))]
     pub unsafe extern "system" fn driver_entry(
         driver: &mut DRIVER_OBJECT,
         registry_path: PCUNICODE_STRING,
@@ -126,6 +220,7 @@ mod entry {
         let mut config = WDF_DRIVER_CONFIG {
             Size: DRIVER_CONFIG_SIZE,
             EvtDriverDeviceAdd: Some(evt_driver_device_add),
+            EvtDriverUnload: Some(evt_driver_unload),
             DriverPoolTag: POOL_TAG,
             ..WDF_DRIVER_CONFIG::default()
         };
@@ -137,19 +232,32 @@ mod entry {
         // living across the call; (4) the WDFDRIVER out pointer may be
         // WDF_NO_HANDLE (null): we never need the handle; (5) DriverEntry
         // runs at PASSIVE_LEVEL, as documented for WdfDriverCreate.
-        unsafe {
+        let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfDriverCreate,
                 ptr::from_mut(driver) as PDRIVER_OBJECT,
                 registry_path,
                 WDF_NO_OBJECT_ATTRIBUTES,
-                &mut config,
+                &raw mut config,
                 WDF_NO_HANDLE.cast::<WDFDRIVER>()
             )
-        }
+        };
+        trace::emit(&Event::DriverCreated { status });
+        status
     }
 
-    /// `EvtDriverDeviceAdd`: creates the device for the `Root\UserCap`
+    /// `EvtDriverUnload`, at PASSIVE_LEVEL, after the last device is gone.
+    extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
+        trace::emit(&Event::Unloading);
+    }
+
+    /// Traces a failed step of EvtDriverDeviceAdd and returns its status.
+    fn add_failed(step: Step, status: NTSTATUS) -> NTSTATUS {
+        trace::emit(&Event::DeviceAddFailed { step, status });
+        status
+    }
+
+    /// `EvtDriverDeviceAdd`: creates the device for a `Root\UserCap`
     /// devnode, at PASSIVE_LEVEL.
     ///
     /// On failure the framework frees `device_init` itself (and deletes a
@@ -195,6 +303,29 @@ mod entry {
                 Some(evt_io_in_caller_context)
             );
         }
+        // With no I/O queue, nothing else tracks a request while
+        // EvtIoInCallerContext runs: ask the framework to hold the device's
+        // remove lock from delivery to completion of every IRP, so a
+        // removal waits for requests in flight (KMDF's
+        // FxDevice::_AcquireOptinRemoveLock, and IoReleaseRemoveLockAndWait
+        // on removal). Without it only PnP, power and WMI IRPs hold it.
+        let mut remove_lock = WDF_REMOVE_LOCK_OPTIONS {
+            Size: REMOVE_LOCK_OPTIONS_SIZE,
+            Flags: plan::REMOVE_LOCK_ACQUIRE_FOR_IO,
+        };
+        // SAFETY: (1) valid `device_init`, before WdfDeviceCreate, as
+        // required; (2) `remove_lock` is what WDF_REMOVE_LOCK_OPTIONS_INIT
+        // builds: Size = its sizeof, Flags = the one valid flag (anything
+        // else is a framework verifier break); the framework copies the
+        // flags and keeps no pointer; (3) this is a PnP FDO, not a control
+        // device, which the DDI refuses; (4) IRQL <= DISPATCH_LEVEL.
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfDeviceInitSetRemoveLockOptions,
+                device_init,
+                &raw mut remove_lock
+            );
+        }
 
         // No WdfDeviceInitAssignSDDLString: it needs a named FDO (else
         // WdfDeviceCreate fails with STATUS_INVALID_SECURITY_DESCR), and
@@ -214,22 +345,22 @@ mod entry {
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfDeviceCreate,
-                &mut device_init,
-                &mut attributes,
-                &mut device
+                &raw mut device_init,
+                &raw mut attributes,
+                &raw mut device
             )
         };
         if !NT_SUCCESS(status) {
-            return status;
+            return add_failed(Step::DeviceCreate, status);
         }
         let object: WDFOBJECT = device.cast();
 
         let lock = match WaitLock::create(object) {
             Ok(lock) => lock,
-            Err(status) => return status,
+            Err(status) => return add_failed(Step::WaitLockCreate, status),
         };
         let Some(slot) = context::raw(device) else {
-            return STATUS_INVALID_DEVICE_STATE;
+            return add_failed(Step::Context, STATUS_INVALID_DEVICE_STATE);
         };
         // SAFETY: (1) `slot` is the device's context memory for
         // DeviceContext: non-null, aligned (context::raw checked both), and
@@ -247,10 +378,10 @@ mod entry {
         }
 
         // SAFETY: (1) `device` is the live WDFDEVICE just created; (2)
-        // INTERFACE is a valid GUID with static lifetime; (3) no reference
-        // string (null is allowed); (4) PASSIVE_LEVEL, as documented. Created
-        // in EvtDriverDeviceAdd, the interface is enabled by the framework
-        // when the device starts.
+        // INTERFACE is a valid GUID with static lifetime (a promoted
+        // constant); (3) no reference string (null is allowed); (4)
+        // PASSIVE_LEVEL, as documented. Created in EvtDriverDeviceAdd, the
+        // interface is enabled by the framework when the device starts.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfDeviceCreateDeviceInterface,
@@ -260,12 +391,12 @@ mod entry {
             )
         };
         if !NT_SUCCESS(status) {
-            return status;
+            return add_failed(Step::Interface, status);
         }
 
         let link = UNICODE_STRING {
-            Length: plan::unicode_bytes(LINK_UNITS),
-            MaximumLength: plan::unicode_bytes(LINK_UNITS),
+            Length: LINK_BYTES,
+            MaximumLength: LINK_BYTES,
             Buffer: LINK_NAME.as_ptr().cast_mut(),
         };
         // SAFETY: (1) `device` is the live WDFDEVICE; (2) `link` is a
@@ -273,11 +404,15 @@ mod entry {
         // in bytes, no terminator needed; the framework copies the name and
         // never writes through Buffer; (3) PASSIVE_LEVEL, as documented.
         let status = unsafe {
-            call_unsafe_wdf_function_binding!(WdfDeviceCreateSymbolicLink, device, &link)
+            call_unsafe_wdf_function_binding!(WdfDeviceCreateSymbolicLink, device, &raw const link)
         };
-        if !NT_SUCCESS(status) {
-            return status;
+        // A second usercap device finds the fixed name taken and carries on
+        // with its interface only (module docs, plan::link_failure).
+        let linked = NT_SUCCESS(status);
+        if !linked && plan::link_failure(status) == LinkFailure::Fail {
+            return add_failed(Step::SymbolicLink, status);
         }
+        trace::emit(&Event::DeviceAdded { link: linked });
         STATUS_SUCCESS
     }
 }

@@ -36,6 +36,8 @@ use wdk_sys::{
     call_unsafe_wdf_function_binding,
 };
 
+use crate::plan;
+
 /// A framework wait lock used as a raw mutex.
 ///
 /// Invariant: `handle` is a wait lock created by [`WaitLock::create`] whose
@@ -57,13 +59,11 @@ unsafe impl Send for WaitLock {}
 unsafe impl Sync for WaitLock {}
 
 /// `sizeof(WDF_OBJECT_ATTRIBUTES)` as the ULONG the structure's `Size` holds.
-const OBJECT_ATTRIBUTES_SIZE: ULONG = {
-    let size = core::mem::size_of::<WDF_OBJECT_ATTRIBUTES>();
-    assert!(size <= ULONG::MAX as usize);
-    #[allow(clippy::cast_possible_truncation)] // asserted on the line above
-    let size = size as ULONG;
-    size
-};
+const OBJECT_ATTRIBUTES_SIZE: ULONG =
+    match plan::ulong(core::mem::size_of::<WDF_OBJECT_ATTRIBUTES>()) {
+        Some(size) => size,
+        None => panic!("WDF_OBJECT_ATTRIBUTES does not fit its ULONG Size"),
+    };
 
 /// `WDF_OBJECT_ATTRIBUTES_INIT` with `ParentObject` set: the `_INIT` macro is
 /// not in the bindings, and `Default` would leave the execution level and
@@ -96,7 +96,11 @@ impl WaitLock {
         // framework to write the new handle to; (3) we run at PASSIVE_LEVEL
         // in EvtDriverDeviceAdd, within the documented IRQL <= DISPATCH_LEVEL.
         let status = unsafe {
-            call_unsafe_wdf_function_binding!(WdfWaitLockCreate, &mut attributes, &mut handle)
+            call_unsafe_wdf_function_binding!(
+                WdfWaitLockCreate,
+                &raw mut attributes,
+                &raw mut handle
+            )
         };
         if !NT_SUCCESS(status) {
             return Err(status);
@@ -150,7 +154,7 @@ unsafe impl RawMutex for WaitLock {
         // "return at once"; (3) callers run at PASSIVE_LEVEL, below the
         // documented DISPATCH_LEVEL bound for a zero timeout.
         let status = unsafe {
-            call_unsafe_wdf_function_binding!(WdfWaitLockAcquire, self.handle, &mut timeout)
+            call_unsafe_wdf_function_binding!(WdfWaitLockAcquire, self.handle, &raw mut timeout)
         };
         // STATUS_TIMEOUT (0x102) is a *success* code: NT_SUCCESS is true for
         // it, so compare with STATUS_SUCCESS exactly.

@@ -5,8 +5,23 @@
 //! (lengths, a requestor mode, an NTSTATUS). Keeping it out of the `cfg`'d
 //! code means the Linux CI runs it, and the Windows-only code that cannot be
 //! compiled here stays a thin sequence of framework calls.
+//!
+//! # C integer types and their Rust spellings
+//!
+//! wdk-sys's bindings come from bindgen, which maps C's `size_t` to `usize`
+//! and nothing else: `SIZE_T` and `ULONG_PTR` are `unsigned __int64` on x64
+//! and arrive as `u64` (`c_ulonglong`), `ULONG` as `u32`, `USHORT` as `u16`.
+//! WDF's own DDIs take `size_t` for buffer lengths, so lengths stay `usize`;
+//! the one `ULONG_PTR` the shell passes (`Information`) goes through
+//! [`information`], and every structure `Size` through [`ulong`] or
+//! [`ushort`]. The full table is in docs/windows.md's appendix.
+//!
+//! [`trace`] holds the tracing decisions: which events are printed, at which
+//! `DbgPrintEx` level, in which words.
 
-use usercap::{CaptureError, DEFAULT_PROBE_LIMIT, Mode, NtStatus, check_user_range};
+pub(crate) mod trace;
+
+use usercap::{CaptureError, DEFAULT_PROBE_LIMIT, Mode, NtStatus, PoolBlock, check_user_range};
 use usercap_protocol::Method;
 
 /// `KernelMode` in `wdm.h`'s `MODE` enumeration (`UserMode` is 1).
@@ -129,17 +144,66 @@ pub(crate) const fn kernel_access(addr: usize, len: usize) -> Result<Option<usiz
     Ok(Some(len))
 }
 
+/// `STATUS_NO_MEMORY` (0xC0000017): a quota or commit failure while paging
+/// the buffer in.
+pub(crate) const STATUS_NO_MEMORY: i32 = 0xC000_0017_u32.cast_signed();
+/// `STATUS_QUOTA_EXCEEDED` (0xC0000044): the process's quota was exceeded.
+pub(crate) const STATUS_QUOTA_EXCEEDED: i32 = 0xC000_0044_u32.cast_signed();
+/// `STATUS_WORKING_SET_QUOTA` (0xC00000A1): locking the pages would exceed
+/// the process's working-set quota, which `MmProbeAndLockPages` raises for
+/// large or many locked buffers, and Low Resources Simulation provokes.
+pub(crate) const STATUS_WORKING_SET_QUOTA: i32 = 0xC000_00A1_u32.cast_signed();
+/// `STATUS_OBJECT_NAME_COLLISION` (0xC0000035): `IoCreateSymbolicLink` found
+/// the name taken.
+pub(crate) const STATUS_OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32.cast_signed();
+
+/// The statuses that mean "out of memory or quota", not "bad range": a
+/// request that fails with one of them was refused for lack of resources
+/// and is completed with `STATUS_INSUFFICIENT_RESOURCES`
+/// ([`CaptureError::NoMemory`]).
+///
+/// KMDF returns `MmProbeAndLockPages`' exception code unchanged
+/// (`FxProbeAndLockForRead/ForWrite` in the KMDF sources: `return
+/// GetExceptionCode()`), and returns `STATUS_INSUFFICIENT_RESOURCES` itself
+/// when the MDL, the system mapping or the WDFMEMORY cannot be allocated.
+/// Under Driver Verifier's Low Resources Simulation every one of these
+/// happens to valid requests; mapping them to `STATUS_ACCESS_VIOLATION`
+/// would blame the caller's pointer for the machine's memory.
+pub(crate) const OUT_OF_RESOURCES: [i32; 4] = [
+    NtStatus::STATUS_INSUFFICIENT_RESOURCES.0,
+    STATUS_NO_MEMORY,
+    STATUS_QUOTA_EXCEEDED,
+    STATUS_WORKING_SET_QUOTA,
+];
+
+/// Whether `status` is one of [`OUT_OF_RESOURCES`].
+pub(crate) const fn is_out_of_resources(status: i32) -> bool {
+    let mut i = 0;
+    while i < OUT_OF_RESOURCES.len() {
+        if OUT_OF_RESOURCES[i] == status {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// The capture error for a failed `WdfRequestProbeAndLockUserBuffer*`.
 ///
-/// The framework returns the exception code of `MmProbeAndLockPages`
-/// (`STATUS_ACCESS_VIOLATION` for an unmapped or wrong-protection page,
-/// `STATUS_DATATYPE_MISALIGNMENT`), or a status of its own: out of memory,
-/// an invalid or completed request, the wrong thread. Out of memory is
-/// `NoMemory`; misalignment is `Misaligned`; everything else means "this
-/// range could not be accessed" and is `AccessViolation`, so the caller sees
-/// `STATUS_ACCESS_VIOLATION` as the protocol documents.
+/// | status | error | completed with |
+/// |---|---|---|
+/// | [`OUT_OF_RESOURCES`] (four codes) | `NoMemory` | `STATUS_INSUFFICIENT_RESOURCES` |
+/// | `STATUS_DATATYPE_MISALIGNMENT` | `Misaligned` | `STATUS_DATATYPE_MISALIGNMENT` |
+/// | anything else | `AccessViolation` | `STATUS_ACCESS_VIOLATION` |
+///
+/// "Anything else" is `MmProbeAndLockPages`' exception for an unmapped or
+/// wrong-protection page (`STATUS_ACCESS_VIOLATION`, a guard page's
+/// `STATUS_GUARD_PAGE_VIOLATION`, a failed page-in's `STATUS_IN_PAGE_ERROR`)
+/// or a status of the framework's own (an invalid or completed request, the
+/// wrong thread): all mean "this range could not be accessed", which the
+/// protocol documents as `STATUS_ACCESS_VIOLATION`.
 pub(crate) const fn probe_failure(status: i32) -> CaptureError {
-    if status == NtStatus::STATUS_INSUFFICIENT_RESOURCES.0 || status == STATUS_NO_MEMORY {
+    if is_out_of_resources(status) {
         CaptureError::NoMemory
     } else if status == NtStatus::STATUS_DATATYPE_MISALIGNMENT.0 {
         CaptureError::Misaligned
@@ -147,9 +211,6 @@ pub(crate) const fn probe_failure(status: i32) -> CaptureError {
         CaptureError::AccessViolation
     }
 }
-
-/// `STATUS_NO_MEMORY` (0xC0000017), which `MmProbeAndLockPages` can raise.
-const STATUS_NO_MEMORY: i32 = 0xC000_0017_u32.cast_signed();
 
 /// The NTSTATUS to complete with when a framework call that retrieves a
 /// buffer failed: its own status if it is an error, else (a success with no
@@ -179,17 +240,109 @@ pub(crate) const fn ascii_utf16<const N: usize>(s: &str) -> [u16; N] {
     out
 }
 
-/// `UNICODE_STRING.Length` for `units` UTF-16 code units: bytes, checked to
-/// fit the `USHORT` at compile time where it is used.
-pub(crate) const fn unicode_bytes(units: usize) -> u16 {
-    let bytes = units * 2;
-    assert!(
-        bytes <= u16::MAX as usize,
-        "string too long for a UNICODE_STRING"
-    );
-    #[allow(clippy::cast_possible_truncation)] // checked on the line above
-    let bytes = bytes as u16;
-    bytes
+/// `UNICODE_STRING.Length` for `units` UTF-16 code units: bytes, or `None`
+/// if they do not fit its `USHORT`. The shell evaluates it in a `const`, so
+/// `None` is a build error, never a run-time one.
+pub(crate) const fn unicode_bytes(units: usize) -> Option<u16> {
+    match units.checked_mul(2) {
+        Some(bytes) => ushort(bytes),
+        None => None,
+    }
+}
+
+/// `IoStatus.Information`, a `ULONG_PTR` (`u64` in the bindings), from the
+/// device's byte count (`usize`).
+///
+/// Lossless on every target this crate builds for: `usize` is at most 64
+/// bits (checked at compile time below), so no count is ever truncated.
+/// The shell must never use `as` at the call site: a future 32-bit
+/// `ULONG_PTR` binding would then silently truncate instead of failing here.
+#[allow(clippy::cast_possible_truncation)] // usize::BITS <= 64, asserted below
+pub(crate) const fn information(bytes: usize) -> u64 {
+    const _: () = assert!(usize::BITS <= u64::BITS);
+    bytes as u64
+}
+
+/// A structure's `sizeof` as the `ULONG` its `Size` member holds, or `None`
+/// if it does not fit. Used in `const` items only, where `None` becomes a
+/// build error (the C `_INIT` macros that set `Size` are not in the
+/// bindings).
+#[allow(clippy::cast_possible_truncation)] // range checked on the line above the cast
+pub(crate) const fn ulong(bytes: usize) -> Option<u32> {
+    if bytes <= u32::MAX as usize {
+        Some(bytes as u32)
+    } else {
+        None
+    }
+}
+
+/// A size as a `USHORT` (`WDF_REQUEST_PARAMETERS::Size`,
+/// `UNICODE_STRING::Length`), or `None` if it does not fit; `const` use
+/// only, as for [`ulong`].
+#[allow(clippy::cast_possible_truncation)] // range checked on the line above the cast
+pub(crate) const fn ushort(bytes: usize) -> Option<u16> {
+    if bytes <= u16::MAX as usize {
+        Some(bytes as u16)
+    } else {
+        None
+    }
+}
+
+/// The alignment every pool allocation has on x64
+/// (`MEMORY_ALLOCATION_ALIGNMENT`, 16): what `ExAllocatePool2` guarantees,
+/// and all that wdk-alloc can give, since it ignores `Layout::align()`.
+pub(crate) const POOL_ALIGNMENT: usize = 16;
+
+/// Whether a pool block (16-aligned) satisfies an allocation of alignment
+/// `align`. The driver's global allocator refuses (returns null for) any
+/// other request, which a fallible allocation reports as
+/// [`CaptureError::NoMemory`].
+pub(crate) const fn pool_serves(align: usize) -> bool {
+    align.is_power_of_two() && align <= POOL_ALIGNMENT
+}
+
+/// Whether values of `T` may live in pool memory: in a wdk-alloc allocation
+/// or in a framework object context.
+pub(crate) const fn fits_pool<T>() -> bool {
+    pool_serves(core::mem::align_of::<T>())
+}
+
+// The type this driver allocates from the pool, checked at compile time on
+// every host: every capture's kernel copy is a `Vec<PoolBlock>`, and the
+// capture crate views it as `[T]` or a wire struct only when
+// `align_of::<T>() <= align_of::<PoolBlock>()`. The other pool-resident
+// value, the device state in the WDFDEVICE's context, is checked in
+// context.rs (`DeviceContext`, Windows only). A `PoolBlock` aligned above 16
+// fails the build here instead of getting a misaligned block; any other
+// over-aligned allocation is refused at run time by the global allocator
+// (`pool_serves`).
+const _: () = assert!(fits_pool::<PoolBlock>());
+
+/// `WDF_REMOVE_LOCK_OPTION_ACQUIRE_FOR_IO` (wdfdevice.h, KMDF 1.11+): the
+/// framework acquires the device's remove lock before it delivers any IRP,
+/// and releases it when the IRP completes.
+pub(crate) const REMOVE_LOCK_ACQUIRE_FOR_IO: u32 = 0x0000_0001;
+
+/// What EvtDriverDeviceAdd does when `WdfDeviceCreateSymbolicLink` fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LinkFailure {
+    /// `\DosDevices\UserCap` belongs to another usercap device (a second
+    /// `Root\UserCap` devnode): keep this device, reachable through its
+    /// device interface only. KMDF clears the device's link name on this
+    /// failure, so removing this device later cannot delete the other
+    /// device's link.
+    ContinueWithoutLink,
+    /// Any other failure: fail EvtDriverDeviceAdd with the status.
+    Fail,
+}
+
+/// Classifies a failed `WdfDeviceCreateSymbolicLink` status.
+pub(crate) const fn link_failure(status: i32) -> LinkFailure {
+    if status == STATUS_OBJECT_NAME_COLLISION {
+        LinkFailure::ContinueWithoutLink
+    } else {
+        LinkFailure::Fail
+    }
 }
 
 #[cfg(test)]
@@ -309,26 +462,42 @@ mod tests {
 
     #[test]
     fn probe_failures_map_to_capture_errors() {
-        assert_eq!(
-            probe_failure(NtStatus::STATUS_ACCESS_VIOLATION.0),
-            CaptureError::AccessViolation
-        );
-        assert_eq!(
-            probe_failure(NtStatus::STATUS_INSUFFICIENT_RESOURCES.0),
-            CaptureError::NoMemory
-        );
-        assert_eq!(probe_failure(STATUS_NO_MEMORY), CaptureError::NoMemory);
+        // Out of memory or quota, whoever reports it: the framework's own
+        // allocations, or MmProbeAndLockPages' exception passed through.
+        for (raw, name) in [
+            (0xC000_009A_u32, "STATUS_INSUFFICIENT_RESOURCES"),
+            (0xC000_0017, "STATUS_NO_MEMORY"),
+            (0xC000_0044, "STATUS_QUOTA_EXCEEDED"),
+            (0xC000_00A1, "STATUS_WORKING_SET_QUOTA"),
+        ] {
+            let status = raw.cast_signed();
+            assert_eq!(probe_failure(status), CaptureError::NoMemory, "{name}");
+            assert_eq!(
+                probe_failure(status).to_ntstatus(),
+                NtStatus::STATUS_INSUFFICIENT_RESOURCES,
+                "{name} completes as out of resources"
+            );
+            assert!(is_out_of_resources(status), "{name}");
+        }
         assert_eq!(
             probe_failure(NtStatus::STATUS_DATATYPE_MISALIGNMENT.0),
             CaptureError::Misaligned
         );
-        // STATUS_INVALID_USER_BUFFER, STATUS_INVALID_DEVICE_REQUEST,
-        // STATUS_INVALID_PARAMETER: the range could not be accessed.
-        for raw in [0xC000_00E8_u32, 0xC000_0010, 0xC000_000D] {
-            assert_eq!(
-                probe_failure(raw.cast_signed()),
-                CaptureError::AccessViolation
-            );
+        // STATUS_ACCESS_VIOLATION, STATUS_GUARD_PAGE_VIOLATION,
+        // STATUS_IN_PAGE_ERROR, STATUS_INVALID_USER_BUFFER,
+        // STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER: the range
+        // could not be accessed.
+        for raw in [
+            0xC000_0005_u32,
+            0x8000_0001,
+            0xC000_0006,
+            0xC000_00E8,
+            0xC000_0010,
+            0xC000_000D,
+        ] {
+            let status = raw.cast_signed();
+            assert_eq!(probe_failure(status), CaptureError::AccessViolation);
+            assert!(!is_out_of_resources(status));
         }
     }
 
@@ -345,6 +514,77 @@ mod tests {
         let wide: [u16; N] = ascii_utf16(SYMBOLIC_LINK_NAME);
         let back: Vec<u16> = SYMBOLIC_LINK_NAME.encode_utf16().collect();
         assert_eq!(wide.as_slice(), back.as_slice());
-        assert_eq!(usize::from(unicode_bytes(N)), N * 2);
+        assert_eq!(unicode_bytes(N).map(usize::from), Some(N * 2));
+    }
+
+    #[test]
+    fn unicode_lengths_must_fit_a_ushort() {
+        assert_eq!(unicode_bytes(0), Some(0));
+        assert_eq!(unicode_bytes(0x7FFF), Some(0xFFFE));
+        assert_eq!(unicode_bytes(0x8000), None, "65536 bytes overflow USHORT");
+        assert_eq!(
+            unicode_bytes(usize::MAX),
+            None,
+            "the doubling itself overflows"
+        );
+    }
+
+    #[test]
+    fn information_is_the_byte_count_unchanged() {
+        assert_eq!(information(0), 0);
+        assert_eq!(information(4096), 4096);
+        assert_eq!(
+            information(usize::MAX),
+            u64::MAX,
+            "no truncation at the top"
+        );
+        assert_eq!(information(0x1_0000_0001), 0x1_0000_0001, "above 4 GiB");
+    }
+
+    #[test]
+    fn structure_sizes_fit_their_size_fields_or_are_refused() {
+        assert_eq!(ulong(0), Some(0));
+        assert_eq!(ulong(72), Some(72));
+        assert_eq!(ulong(u32::MAX as usize), Some(u32::MAX));
+        assert_eq!(ulong(u32::MAX as usize + 1), None);
+        assert_eq!(ushort(56), Some(56));
+        assert_eq!(ushort(u16::MAX as usize), Some(u16::MAX));
+        assert_eq!(ushort(u16::MAX as usize + 1), None);
+    }
+
+    #[test]
+    fn the_pool_serves_alignments_up_to_16_only() {
+        #[repr(align(32))]
+        struct Avx([u8; 32]);
+        #[repr(align(16))]
+        struct Sse([u8; 16]);
+        for align in [1, 2, 4, 8, 16] {
+            assert!(pool_serves(align), "{align}");
+        }
+        for align in [0, 3, 24, 32, 64, 4096] {
+            assert!(!pool_serves(align), "{align}");
+        }
+        assert!(fits_pool::<u8>());
+        assert!(fits_pool::<u64>());
+        assert!(fits_pool::<Sse>());
+        assert!(fits_pool::<PoolBlock>());
+        assert!(!fits_pool::<Avx>(), "a 32-aligned type is caught");
+        let _ = (Avx([0; 32]).0, Sse([0; 16]).0);
+    }
+
+    #[test]
+    fn only_a_taken_link_name_lets_the_device_continue() {
+        assert_eq!(
+            link_failure(STATUS_OBJECT_NAME_COLLISION),
+            LinkFailure::ContinueWithoutLink
+        );
+        for status in [
+            NtStatus::STATUS_INSUFFICIENT_RESOURCES.0,
+            NtStatus::STATUS_INVALID_DEVICE_REQUEST.0,
+            0xC000_0184_u32.cast_signed(), // STATUS_INVALID_DEVICE_STATE
+            0xC000_0033_u32.cast_signed(), // STATUS_OBJECT_NAME_INVALID
+        ] {
+            assert_eq!(link_failure(status), LinkFailure::Fail);
+        }
     }
 }

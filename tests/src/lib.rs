@@ -10,7 +10,14 @@
 //! - [`inf`]: a small INF parser (sections, `key = value` lines, `;`
 //!   comments outside quotes, `%token%` substitution from `[Strings]`).
 //! - [`check_inf`]: the install rules of usercap's INF.
+//! - [`check_inf_os_version`]: the INF installs only where the driver's
+//!   KMDF version runs.
 //! - [`check_driver_manifest`]: the driver crate's `Cargo.toml` rules.
+//! - [`shell`]: the driver shell's Rust source, which cannot be compiled
+//!   here: raw-pointer arguments, the `ULONG_PTR` conversion, the test-build
+//!   `DriverEntry`, the documented call table.
+//! - [`scripts`]: the install, Verifier and soak scripts and the Windows
+//!   workflow.
 //! - [`docs`]: every test, scenario and line the reviewer documents cite
 //!   exists.
 //! - [`probe`]: the probe rules as one table of cases that every backend's
@@ -20,6 +27,8 @@ pub mod docs;
 pub mod inf;
 mod manifest;
 pub mod probe;
+pub mod scripts;
+pub mod shell;
 
 use core::fmt;
 
@@ -81,6 +90,15 @@ pub enum Rule {
     Kmdf,
     /// A rule of the driver crate's `Cargo.toml`.
     Manifest,
+    /// The models decoration lets the INF install on a Windows build the
+    /// driver's KMDF version does not run on.
+    OsVersion,
+    /// A rule of the driver shell's Rust source ([`shell`]).
+    ShellSource,
+    /// A rule of a PowerShell script under scripts/windows ([`scripts`]).
+    Script,
+    /// A rule of .github/workflows/windows.yml ([`scripts`]).
+    Workflow,
 }
 
 /// What the INF must agree with.
@@ -446,4 +464,72 @@ pub fn driver_binary(package: &str) -> String {
 #[must_use]
 pub fn driver_inx(package: &str) -> String {
     format!("{}.inx", package.replace('-', "_"))
+}
+
+/// The first Windows build that runs drivers built for KMDF 1.`minor`
+/// (learn.microsoft.com, "KMDF version history", column "Drivers using this
+/// KMDF version run on"), for the versions this project can target.
+#[must_use]
+pub const fn kmdf_min_build(minor: u32) -> Option<u32> {
+    match minor {
+        // Windows 10, version 2004.
+        31 => Some(19041),
+        // Windows Server 2022 (20348) and Windows 11 21H2 (22000) and later.
+        33 => Some(20348),
+        _ => None,
+    }
+}
+
+/// The build number of a TargetOSVersion decoration
+/// (`NT$ARCH$.10.0...20348`: architecture, major, minor, product type,
+/// suite mask, build), if it has one.
+#[must_use]
+pub fn decoration_build(decoration: &str) -> Option<u32> {
+    let parts: Vec<&str> = decoration.split('.').collect();
+    match parts.as_slice() {
+        [_, _, _, _, _, build] => build.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The INF's models decoration must carry a build number no lower than the
+/// first build that runs KMDF 1.`kmdf_minor`: otherwise Windows installs the
+/// driver where the framework refuses to load it, instead of finding no
+/// matching model.
+#[must_use]
+pub fn check_inf_os_version(text: &str, kmdf_minor: u32) -> Vec<Problem> {
+    let inf = match Inf::parse(text) {
+        Ok(inf) => inf,
+        Err(e) => return vec![problem(Rule::Syntax, e.to_string())],
+    };
+    let Some(minimum) = kmdf_min_build(kmdf_minor) else {
+        return vec![problem(
+            Rule::OsVersion,
+            format!("no known minimum Windows build for KMDF 1.{kmdf_minor}"),
+        )];
+    };
+    let decorations: Vec<String> = inf
+        .section("Manufacturer")
+        .and_then(|m| m.entries().next().map(|e| fields(&e.value)))
+        .map(|parts| parts.into_iter().skip(1).collect())
+        .unwrap_or_default();
+    if decorations.is_empty() {
+        return vec![problem(
+            Rule::OsVersion,
+            "[Manufacturer] has no TargetOSVersion decoration",
+        )];
+    }
+    decorations
+        .iter()
+        .filter(|d| decoration_build(d).is_none_or(|build| build < minimum))
+        .map(|d| {
+            problem(
+                Rule::OsVersion,
+                format!(
+                    "decoration {d} installs below build {minimum}, the first that runs \
+                     KMDF 1.{kmdf_minor}"
+                ),
+            )
+        })
+        .collect()
 }

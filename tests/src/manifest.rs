@@ -9,6 +9,8 @@ use crate::{Problem, Rule, problem};
 pub struct DriverManifest {
     /// `package.name`.
     pub package: String,
+    /// `target-kmdf-version-minor`.
+    pub kmdf_minor: u32,
 }
 
 /// The crates of microsoft/windows-drivers-rs: they do not build on a
@@ -105,7 +107,14 @@ pub fn check_driver_manifest(text: &str) -> Result<DriverManifest, Vec<Problem>>
     check_wdk_dependencies(&table, &mut out);
 
     if out.is_empty() {
-        Ok(DriverManifest { package })
+        let kmdf_minor = field("target-kmdf-version-minor")
+            .and_then(Value::as_integer)
+            .and_then(|m| u32::try_from(m).ok())
+            .unwrap_or_default();
+        Ok(DriverManifest {
+            package,
+            kmdf_minor,
+        })
     } else {
         Err(out)
     }
@@ -152,7 +161,10 @@ fn check_wdk_dependencies(table: &Table, out: &mut Vec<Problem>) {
             .iter()
             .any(|cfg| get(table, &["target", cfg, kind, name]).is_some())
     };
-    for name in ["wdk", "wdk-sys", "wdk-alloc", "wdk-panic"] {
+    // The crates the driver's code uses. Not `wdk`: the driver traces with
+    // wdk-sys's DbgPrintEx, and wdk-panic depends on wdk itself
+    // (tests/tests/driver.rs checks every declared WDK crate is used).
+    for name in ["wdk-sys", "wdk-alloc", "wdk-panic"] {
         if !windows_has("dependencies", name) {
             bad(out, format!("{name} is not a cfg(windows) dependency"));
         }

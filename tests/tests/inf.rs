@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use usercap_protocol::{DEVICE_SDDL, HARDWARE_ID, SERVICE_NAME};
 use usercap_tests::{
-    Expected, Problem, Rule, check_driver_manifest, check_inf, driver_binary, driver_inx,
+    Expected, Problem, Rule, check_driver_manifest, check_inf, check_inf_os_version,
+    decoration_build, driver_binary, driver_inx, kmdf_min_build,
 };
 
 fn root() -> PathBuf {
@@ -20,6 +21,14 @@ fn read(path: &str) -> String {
 fn package() -> String {
     match check_driver_manifest(&read("driver/Cargo.toml")) {
         Ok(manifest) => manifest.package,
+        Err(problems) => panic!("driver/Cargo.toml: {problems:#?}"),
+    }
+}
+
+/// The driver's target KMDF minor version, from driver/Cargo.toml.
+fn kmdf_minor() -> u32 {
+    match check_driver_manifest(&read("driver/Cargo.toml")) {
+        Ok(manifest) => manifest.kmdf_minor,
         Err(problems) => panic!("driver/Cargo.toml: {problems:#?}"),
     }
 }
@@ -81,8 +90,8 @@ fn missing_sections_are_reported() {
     fails(Rule::MissingSection, "[Manufacturer]", "[Manufacturers]");
     fails(
         Rule::MissingSection,
-        "[UserCapModels.NT$ARCH$.10.0...16299]",
-        "[OtherModels.NT$ARCH$.10.0...16299]",
+        "[UserCapModels.NT$ARCH$.10.0...20348]",
+        "[OtherModels.NT$ARCH$.10.0...20348]",
     );
     fails(
         Rule::MissingSection,
@@ -248,5 +257,48 @@ fn kmdf_takes_the_stamped_version() {
         Rule::Kmdf,
         "KmdfService = usercap, UserCap_WdfSection",
         "KmdfService = usercap, Missing",
+    );
+}
+
+#[test]
+fn the_inf_installs_only_where_its_kmdf_runs() {
+    assert_eq!(kmdf_minor(), 33);
+    assert_eq!(check_inf_os_version(&inx(), kmdf_minor()), []);
+    // KMDF 1.31 (Windows 10 2004) runs on more builds; still fine.
+    assert_eq!(check_inf_os_version(&inx(), 31), []);
+    assert_eq!(decoration_build("NT$ARCH$.10.0...20348"), Some(20348));
+    assert_eq!(decoration_build("NTamd64"), None);
+    assert_eq!(kmdf_min_build(33), Some(20348));
+}
+
+#[test]
+fn a_decoration_that_reaches_windows_10_is_caught() {
+    // The decoration as it was: Windows 10 1709 and later, where KMDF 1.33
+    // does not load.
+    let windows_10 = inx().replace("10.0...20348", "10.0...16299");
+    assert_ne!(
+        windows_10,
+        inx(),
+        "the INF no longer has the 20348 decoration"
+    );
+    let problems = check_inf_os_version(&windows_10, kmdf_minor());
+    assert!(
+        problems.iter().any(|p| p.rule == Rule::OsVersion),
+        "{problems:#?}"
+    );
+    // The rest of the INF still parses and passes with it: only this check
+    // knows the KMDF version.
+    assert_eq!(check(&windows_10), []);
+    let undecorated = inx().replace("UserCapModels,NT$ARCH$.10.0...20348", "UserCapModels");
+    assert!(
+        check_inf_os_version(&undecorated, kmdf_minor())
+            .iter()
+            .any(|p| p.rule == Rule::OsVersion)
+    );
+    assert!(
+        check_inf_os_version(&inx(), 29)
+            .iter()
+            .any(|p| p.rule == Rule::OsVersion),
+        "an unknown KMDF version is reported, not passed"
     );
 }

@@ -42,6 +42,8 @@ macro_rules! ntstatus {
 ntstatus! {
     /// The operation completed successfully.
     STATUS_SUCCESS = 0x0000_0000,
+    /// A `PAGE_GUARD` page was touched (the guard is cleared as it is raised).
+    STATUS_GUARD_PAGE_VIOLATION = 0x8000_0001,
     /// A user address was misaligned for the type read (what `ProbeForRead` raises).
     STATUS_DATATYPE_MISALIGNMENT = 0x8000_0002,
     /// The output buffer was too small; the required size was reported.
@@ -55,6 +57,12 @@ ntstatus! {
     STATUS_IN_PAGE_ERROR = 0xC000_0006,
     /// A parameter was invalid.
     STATUS_INVALID_PARAMETER = 0xC000_000D,
+    /// Not enough virtual memory or paging file quota.
+    STATUS_NO_MEMORY = 0xC000_0017,
+    /// The process's quota was exceeded.
+    STATUS_QUOTA_EXCEEDED = 0xC000_0044,
+    /// Locking the pages would exceed the process's working-set quota.
+    STATUS_WORKING_SET_QUOTA = 0xC000_00A1,
     /// The buffer is too small to hold the data.
     STATUS_BUFFER_TOO_SMALL = 0xC000_0023,
     /// An arithmetic result overflowed.
@@ -131,6 +139,39 @@ pub enum CaptureError {
 }
 
 impl CaptureError {
+    /// The capture error for an access to user memory that failed with
+    /// `status`: the exception code of a guarded access (`usercap-seh`),
+    /// or what the framework's `WdfRequestProbeAndLockUserBuffer*`
+    /// returned (the exception code of `MmProbeAndLockPages`, or a status
+    /// of the framework's own). One table for every Windows backend, so
+    /// that a fault completes with the same status whichever guard saw it.
+    ///
+    /// | status | error | completed with |
+    /// |---|---|---|
+    /// | `STATUS_INSUFFICIENT_RESOURCES`, `STATUS_NO_MEMORY`, `STATUS_QUOTA_EXCEEDED`, `STATUS_WORKING_SET_QUOTA` | `NoMemory` | `STATUS_INSUFFICIENT_RESOURCES` |
+    /// | `STATUS_IN_PAGE_ERROR` | `InPageError` | `STATUS_IN_PAGE_ERROR` |
+    /// | `STATUS_DATATYPE_MISALIGNMENT` | `Misaligned` | `STATUS_DATATYPE_MISALIGNMENT` |
+    /// | anything else | `AccessViolation` | `STATUS_ACCESS_VIOLATION` |
+    ///
+    /// Out of memory or quota is the machine's state, not the caller's
+    /// pointer (Driver Verifier's Low Resources Simulation provokes each of
+    /// the four for valid requests); an in-page error is a valid page that
+    /// could not be read in. "Anything else" means the range could not be
+    /// accessed: an unmapped, reserved or no-access page, a guard page
+    /// (`STATUS_GUARD_PAGE_VIOLATION`), or an invalid request.
+    #[must_use]
+    pub const fn from_fault(status: NtStatus) -> CaptureError {
+        match status {
+            NtStatus::STATUS_INSUFFICIENT_RESOURCES
+            | NtStatus::STATUS_NO_MEMORY
+            | NtStatus::STATUS_QUOTA_EXCEEDED
+            | NtStatus::STATUS_WORKING_SET_QUOTA => Self::NoMemory,
+            NtStatus::STATUS_IN_PAGE_ERROR => Self::InPageError,
+            NtStatus::STATUS_DATATYPE_MISALIGNMENT => Self::Misaligned,
+            _ => Self::AccessViolation,
+        }
+    }
+
     /// The NTSTATUS a driver completes the request with.
     ///
     /// | error | NTSTATUS |

@@ -1097,6 +1097,39 @@ fn every_error_maps_to_its_documented_ntstatus_and_errno() {
         NtStatus::STATUS_ACCESS_VIOLATION.to_string(),
         "STATUS_ACCESS_VIOLATION (0xC0000005)"
     );
+    // The fault table every Windows backend maps through.
+    for (status, error) in [
+        (
+            NtStatus::STATUS_ACCESS_VIOLATION,
+            CaptureError::AccessViolation,
+        ),
+        (
+            NtStatus::STATUS_GUARD_PAGE_VIOLATION,
+            CaptureError::AccessViolation,
+        ),
+        (NtStatus::STATUS_IN_PAGE_ERROR, CaptureError::InPageError),
+        (
+            NtStatus::STATUS_DATATYPE_MISALIGNMENT,
+            CaptureError::Misaligned,
+        ),
+        (
+            NtStatus::STATUS_INSUFFICIENT_RESOURCES,
+            CaptureError::NoMemory,
+        ),
+        (NtStatus::STATUS_NO_MEMORY, CaptureError::NoMemory),
+        (NtStatus::STATUS_QUOTA_EXCEEDED, CaptureError::NoMemory),
+        (NtStatus::STATUS_WORKING_SET_QUOTA, CaptureError::NoMemory),
+        (
+            NtStatus::STATUS_INVALID_DEVICE_REQUEST,
+            CaptureError::AccessViolation,
+        ),
+        (
+            NtStatus(0xC000_00E8_u32.cast_signed()),
+            CaptureError::AccessViolation,
+        ),
+    ] {
+        assert_eq!(CaptureError::from_fault(status), error, "{status}");
+    }
     let names: std::collections::HashSet<_> = NtStatus::ALL.iter().map(|s| s.name()).collect();
     assert_eq!(
         names.len(),

@@ -146,13 +146,13 @@ pub(crate) const fn kernel_access(addr: usize, len: usize) -> Result<Option<usiz
 
 /// `STATUS_NO_MEMORY` (0xC0000017): a quota or commit failure while paging
 /// the buffer in.
-pub(crate) const STATUS_NO_MEMORY: i32 = 0xC000_0017_u32.cast_signed();
+pub(crate) const STATUS_NO_MEMORY: i32 = NtStatus::STATUS_NO_MEMORY.0;
 /// `STATUS_QUOTA_EXCEEDED` (0xC0000044): the process's quota was exceeded.
-pub(crate) const STATUS_QUOTA_EXCEEDED: i32 = 0xC000_0044_u32.cast_signed();
+pub(crate) const STATUS_QUOTA_EXCEEDED: i32 = NtStatus::STATUS_QUOTA_EXCEEDED.0;
 /// `STATUS_WORKING_SET_QUOTA` (0xC00000A1): locking the pages would exceed
 /// the process's working-set quota, which `MmProbeAndLockPages` raises for
 /// large or many locked buffers, and Low Resources Simulation provokes.
-pub(crate) const STATUS_WORKING_SET_QUOTA: i32 = 0xC000_00A1_u32.cast_signed();
+pub(crate) const STATUS_WORKING_SET_QUOTA: i32 = NtStatus::STATUS_WORKING_SET_QUOTA.0;
 /// `STATUS_OBJECT_NAME_COLLISION` (0xC0000035): `IoCreateSymbolicLink` found
 /// the name taken.
 pub(crate) const STATUS_OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32.cast_signed();
@@ -193,23 +193,21 @@ pub(crate) const fn is_out_of_resources(status: i32) -> bool {
 /// | status | error | completed with |
 /// |---|---|---|
 /// | [`OUT_OF_RESOURCES`] (four codes) | `NoMemory` | `STATUS_INSUFFICIENT_RESOURCES` |
+/// | `STATUS_IN_PAGE_ERROR` | `InPageError` | `STATUS_IN_PAGE_ERROR` |
 /// | `STATUS_DATATYPE_MISALIGNMENT` | `Misaligned` | `STATUS_DATATYPE_MISALIGNMENT` |
 /// | anything else | `AccessViolation` | `STATUS_ACCESS_VIOLATION` |
 ///
-/// "Anything else" is `MmProbeAndLockPages`' exception for an unmapped or
-/// wrong-protection page (`STATUS_ACCESS_VIOLATION`, a guard page's
-/// `STATUS_GUARD_PAGE_VIOLATION`, a failed page-in's `STATUS_IN_PAGE_ERROR`)
-/// or a status of the framework's own (an invalid or completed request, the
-/// wrong thread): all mean "this range could not be accessed", which the
-/// protocol documents as `STATUS_ACCESS_VIOLATION`.
+/// It is `usercap`'s one fault table, [`CaptureError::from_fault`], which
+/// the SEH backend maps its exception codes through too, so a fault
+/// completes with the same status whichever guard saw it. "Anything else"
+/// is `MmProbeAndLockPages`' exception for an unmapped or wrong-protection
+/// page (`STATUS_ACCESS_VIOLATION`, a guard page's
+/// `STATUS_GUARD_PAGE_VIOLATION`) or a status of the framework's own (an
+/// invalid or completed request, the wrong thread): all mean "this range
+/// could not be accessed", which the protocol documents as
+/// `STATUS_ACCESS_VIOLATION`.
 pub(crate) const fn probe_failure(status: i32) -> CaptureError {
-    if is_out_of_resources(status) {
-        CaptureError::NoMemory
-    } else if status == NtStatus::STATUS_DATATYPE_MISALIGNMENT.0 {
-        CaptureError::Misaligned
-    } else {
-        CaptureError::AccessViolation
-    }
+    CaptureError::from_fault(NtStatus(status))
 }
 
 /// The NTSTATUS to complete with when a framework call that retrieves a
@@ -483,14 +481,17 @@ mod tests {
             probe_failure(NtStatus::STATUS_DATATYPE_MISALIGNMENT.0),
             CaptureError::Misaligned
         );
+        // A valid page that could not be read in is not a bad pointer.
+        assert_eq!(
+            probe_failure(NtStatus::STATUS_IN_PAGE_ERROR.0),
+            CaptureError::InPageError
+        );
         // STATUS_ACCESS_VIOLATION, STATUS_GUARD_PAGE_VIOLATION,
-        // STATUS_IN_PAGE_ERROR, STATUS_INVALID_USER_BUFFER,
-        // STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER: the range
-        // could not be accessed.
+        // STATUS_INVALID_USER_BUFFER, STATUS_INVALID_DEVICE_REQUEST,
+        // STATUS_INVALID_PARAMETER: the range could not be accessed.
         for raw in [
             0xC000_0005_u32,
             0x8000_0001,
-            0xC000_0006,
             0xC000_00E8,
             0xC000_0010,
             0xC000_000D,

@@ -365,9 +365,9 @@ mod tests {
         assert_eq!(
             text(&Event::Completed {
                 code: Some(0x10),
-                status: 0xC000_00A1_u32.cast_signed()
+                status: 0xC000_00E8_u32.cast_signed()
             }),
-            "usercap: IOCTL 0x00000010 failed: 0xC00000A1\n",
+            "usercap: IOCTL 0x00000010 failed: 0xC00000E8\n",
             "unknown statuses print as hex only"
         );
         assert_eq!(

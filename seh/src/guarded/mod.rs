@@ -252,20 +252,15 @@ impl Outcome {
     }
 }
 
-/// The capture error for a guarded access that faulted with `code`.
-///
-/// An in-page error means that the user's memory is valid but the system
-/// could not read it in, which is not the caller's bad pointer: it is
-/// [`CaptureError::InPageError`] (`STATUS_IN_PAGE_ERROR`, what a C driver
-/// that returns `GetExceptionCode()` completes with). Every other code a
-/// scope can see is an access violation: a no-access, reserved or
-/// unmapped page, a non-canonical address, or a guard page (module docs).
+/// The capture error for a guarded access that faulted with `code`: the
+/// table every Windows backend maps through,
+/// [`CaptureError::from_fault`]. Of the codes the filter takes, an in-page
+/// error (a valid page that could not be read in, not the caller's bad
+/// pointer) is [`CaptureError::InPageError`]; an access violation and a
+/// guard page are [`CaptureError::AccessViolation`].
 #[must_use]
 pub const fn fault_error(code: u32) -> CaptureError {
-    match code {
-        STATUS_IN_PAGE_ERROR => CaptureError::InPageError,
-        _ => CaptureError::AccessViolation,
-    }
+    CaptureError::from_fault(usercap::NtStatus(code.cast_signed()))
 }
 
 /// The routines' own check: the range must not wrap (their end pointer

@@ -243,6 +243,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 duration: duration.map(Duration::from_secs),
                 filter: filter.clone(),
                 json: cli.json,
+                ..crate::attack::Options::default()
             };
             return crate::attack::run(transport.as_ref(), &options, out);
         }

@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use usercap::NtStatus;
 use usercap::zerocopy::IntoBytes;
 use usercap_protocol::{
     BatchRequest, Config, GET_NAME_MAX_OUTPUT, IOCTL_BATCH, IOCTL_CONFIGURE, IOCTL_ECHO,
@@ -136,6 +137,35 @@ fn workloads(pages: &Pages) -> Result<Vec<(String, Call)>, Error> {
     ])
 }
 
+/// Why a bench run stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BenchError {
+    /// A timed call completed with an error status (exit code 1).
+    Status(String, NtStatus),
+    /// The transport or the user memory failed (exit code 3).
+    Setup(String),
+}
+
+impl core::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Status(name, status) => write!(f, "{name}: the device returned {status}"),
+            Self::Setup(why) => f.write_str(why),
+        }
+    }
+}
+
+impl BenchError {
+    /// The exit code `usercap bench` ends with (see `usercap --help`).
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Status(..) => 1,
+            Self::Setup(_) => 3,
+        }
+    }
+}
+
 /// Times one call for about `budget`, after a warm-up.
 ///
 /// # Errors
@@ -145,14 +175,16 @@ pub fn measure(
     name: &str,
     call: &Call,
     budget: Duration,
-) -> Result<Measurement, String> {
+) -> Result<Measurement, BenchError> {
     const CHUNK: u32 = 64;
-    let once = || -> Result<(), String> {
-        let outcome = transport.call(call).map_err(|e| e.to_string())?;
+    let once = || -> Result<(), BenchError> {
+        let outcome = transport
+            .call(call)
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
         if outcome.status.is_success() {
             Ok(())
         } else {
-            Err(format!("{name}: {}", outcome.status))
+            Err(BenchError::Status(name.to_owned(), outcome.status))
         }
     };
     for _ in 0..CHUNK {
@@ -182,17 +214,23 @@ pub fn measure(
 pub fn measure_all(
     transport: &dyn Transport,
     budget: Duration,
-) -> Result<Vec<Measurement>, String> {
-    let pages = Pages::new(2 << 20).map_err(|e| e.to_string())?;
+) -> Result<Vec<Measurement>, BenchError> {
+    let pages = Pages::new(2 << 20).map_err(|e| BenchError::Setup(e.to_string()))?;
     workloads(&pages)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| BenchError::Setup(e.to_string()))?
         .iter()
         .map(|(name, call)| measure(transport, name, call, budget))
         .collect()
 }
 
-/// `usercap bench`.
-pub fn run(transport: &dyn Transport, budget: Duration, json: bool, out: &mut dyn Write) -> u8 {
+/// `usercap bench`: the table (or JSON) on `out`, an error on `err`.
+pub fn run(
+    transport: &dyn Transport,
+    budget: Duration,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
     match measure_all(transport, budget) {
         Ok(rows) => {
             if json {
@@ -225,8 +263,16 @@ pub fn run(transport: &dyn Transport, budget: Duration, json: bool, out: &mut dy
             0
         }
         Err(e) => {
-            let _ = writeln!(out, "error: {e}");
-            3
+            if json {
+                let _ = writeln!(
+                    err,
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": e.to_string() })
+                );
+            } else {
+                let _ = writeln!(err, "error: {e}");
+            }
+            e.exit_code()
         }
     }
 }

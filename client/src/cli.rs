@@ -1,8 +1,15 @@
 //! The command line: arguments, transport choice, and exit codes.
 //!
-//! Exit codes: 0 success; 1 the device returned an error status (or an
-//! attack scenario failed); 2 usage error (from clap); 3 the device could
-//! not be reached or the request not built.
+//! Output conventions: results go to standard output, errors to standard
+//! error, both in JSON with `--json` (one object per line). The exit codes
+//! are [`EXIT_CODES`], printed at the end of `usercap --help`:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success: the request succeeded, every attack scenario passed, the demo's usercap handler held |
+//! | 1 | the device answered with an error status (an IOCTL command, the demo's tour, a bench call); an attack scenario failed or was inconclusive; the demo's usercap handler read past its bound |
+//! | 2 | usage error: the arguments do not parse (from clap) |
+//! | 3 | no answer: the device could not be reached or opened, the simulated I/O manager caught a Verifier violation, the reply did not decode, or the request could not be built (an unreadable file, user memory that could not be allocated) |
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -36,9 +43,25 @@ impl TransportKind {
     }
 }
 
+/// The exit codes, as `usercap --help` ends with them (and the README and
+/// the module docs list them).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: the request succeeded, every attack scenario passed, the demo's
+     usercap handler held
+  1  the device answered with an error status (an IOCTL command, the demo's
+     tour, a bench call); an attack scenario failed or was inconclusive; the
+     demo's usercap handler read past its bound
+  2  usage error: the arguments do not parse
+  3  no answer: the device could not be reached or opened, the simulated I/O
+     manager caught a Verifier violation, the reply did not decode, or the
+     request could not be built (an unreadable file, user memory)
+
+Results go to standard output, errors to standard error (JSON with --json).";
+
 /// The usercap tool: drive the usercap device, tour it, attack it, time it.
 #[derive(Debug, Parser)]
-#[command(name = "usercap", version, about, long_about = None)]
+#[command(name = "usercap", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// The device to talk to.
     #[arg(long, value_enum, global = true, default_value_t = TransportKind::platform_default())]
@@ -124,7 +147,7 @@ pub enum Command {
         /// Run only scenarios whose name contains this.
         #[arg(long)]
         filter: Option<String>,
-        /// List the scenarios and exit.
+        /// List the scenarios and exit (needs no device).
         #[arg(long)]
         list: bool,
         /// The device runs under fault injection (Driver Verifier's low
@@ -176,6 +199,8 @@ pub fn open(kind: TransportKind) -> Result<Box<dyn Transport>, Error> {
     }
 }
 
+/// Writes a report in the chosen form: a result to standard output, an
+/// error (see [`output::error`]) to standard error.
 fn print(out: &mut dyn Write, report: &Report, json: bool) {
     let text = if json {
         report.json.to_string()
@@ -192,23 +217,30 @@ fn exit_code(error: &OpError) -> u8 {
     }
 }
 
-/// Runs a parsed command line, printing to `out`; returns the exit code.
-pub fn run(cli: &Cli, out: &mut dyn Write) -> u8 {
+/// Runs a parsed command line, printing results to `out` and errors to
+/// `err`; returns the exit code (see [`EXIT_CODES`]).
+pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    // Listing the scenarios needs no device.
+    if let Command::Attack { list: true, .. } = cli.command {
+        return crate::attack::list(out);
+    }
     let transport = match open(cli.transport) {
         Ok(t) => t,
         Err(e) => {
-            print(out, &output::error(&OpError::Transport(e)), cli.json);
+            print(err, &output::error(&OpError::Transport(e)), cli.json);
             return 3;
         }
     };
     match &cli.command {
-        Command::Demo { rounds } => return crate::demo::run(transport.as_ref(), *rounds, out),
+        Command::Demo { rounds } => {
+            return crate::demo::run(transport.as_ref(), *rounds, out, err);
+        }
         Command::Attack {
             iterations,
             threads,
             duration,
             filter,
-            list,
+            list: _,
             fault_injection,
         } => {
             let options = crate::attack::Options {
@@ -218,10 +250,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> u8 {
                 filter: filter.clone(),
                 json: cli.json,
                 fault_injection: *fault_injection,
+                ..crate::attack::Options::default()
             };
-            if *list {
-                return crate::attack::list(out);
-            }
             return crate::attack::run(transport.as_ref(), &options, out);
         }
         Command::Bench { millis } => {
@@ -230,6 +260,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> u8 {
                 Duration::from_millis(*millis),
                 cli.json,
                 out,
+                err,
             );
         }
         _ => {}
@@ -241,7 +272,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> u8 {
             0
         }
         Err(e) => {
-            print(out, &output::error(&e), cli.json);
+            print(err, &output::error(&e), cli.json);
             exit_code(&e)
         }
     }

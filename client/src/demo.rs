@@ -288,8 +288,8 @@ fn overflowing_sum(client: &Client<'_>) -> Result<(), OpError> {
     }
 }
 
-/// Runs the tour; returns the exit code.
-pub fn run(transport: &dyn Transport, rounds: u32, out: &mut dyn Write) -> u8 {
+/// Runs the tour on `out`, errors on `err`; returns the exit code.
+pub fn run(transport: &dyn Transport, rounds: u32, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     line(
         out,
         &format!("usercap demo on the {} device\n", transport.name()),
@@ -297,13 +297,17 @@ pub fn run(transport: &dyn Transport, rounds: u32, out: &mut dyn Write) -> u8 {
     let client = match Client::new(transport) {
         Ok(c) => c,
         Err(e) => {
-            line(out, &format!("error: {e}"));
+            line(err, &format!("error: {e}"));
             return 3;
         }
     };
     if let Err(e) = tour(&client, out) {
-        line(out, &format!("error: {e}"));
-        return 1;
+        line(err, &format!("error: {e}"));
+        return if matches!(e, OpError::Status(_)) {
+            1
+        } else {
+            3
+        };
     }
     hostile(&client, out);
     line(
@@ -316,7 +320,7 @@ pub fn run(transport: &dyn Transport, rounds: u32, out: &mut dyn Write) -> u8 {
     let captured = match race_sum(transport, rounds) {
         Ok(t) => t,
         Err(e) => {
-            line(out, &format!("error: {e}"));
+            line(err, &format!("error: {e}"));
             return 3;
         }
     };

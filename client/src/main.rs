@@ -7,5 +7,6 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = usercap_client::Cli::parse();
     let mut stdout = std::io::stdout().lock();
-    ExitCode::from(usercap_client::run(&cli, &mut stdout))
+    let mut stderr = std::io::stderr().lock();
+    ExitCode::from(usercap_client::run(&cli, &mut stdout, &mut stderr))
 }

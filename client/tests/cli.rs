@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use usercap::NtStatus;
 use usercap_client::attack::{Options, run_suite, scenarios};
 use usercap_client::cli::NameAction;
@@ -17,11 +17,23 @@ fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("usercap").chain(args.iter().copied()))
 }
 
-fn run_args(args: &[&str]) -> (u8, String) {
+/// Runs a command line: its exit code, standard output and standard error.
+fn run_streams(args: &[&str]) -> (u8, String, String) {
     let cli = parse(args).expect("valid arguments");
-    let mut out = Vec::new();
-    let code = run(&cli, &mut out);
-    (code, String::from_utf8(out).unwrap())
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run(&cli, &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+/// Runs a command line that must print nothing on standard error.
+fn run_args(args: &[&str]) -> (u8, String) {
+    let (code, out, err) = run_streams(args);
+    assert_eq!(err, "", "{args:?} wrote to standard error");
+    (code, out)
 }
 
 #[test]
@@ -141,21 +153,95 @@ fn commands_run_on_the_simulated_device() {
         (json["sum"].as_u64(), json["count"].as_u64()),
         (Some(6), Some(3))
     );
-    let (code, out) = run_args(&["config", "--version", "3", "--extra", "1"]);
-    assert_eq!(code, 1, "a device error status exits 1");
-    assert!(out.contains("STATUS_NOT_SUPPORTED (0xC00000BB)"), "{out}");
-    let (code, out) = run_args(&["--json", "config", "--level", "99"]);
-    assert_eq!(code, 1);
-    assert!(
-        out.contains("\"status\":\"STATUS_INVALID_PARAMETER\""),
-        "{out}"
+}
+
+#[test]
+fn errors_go_to_standard_error_in_text_and_json() {
+    // A device error status: exit 1, nothing on standard output.
+    let (code, out, err) = run_streams(&["config", "--version", "3", "--extra", "1"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, ""),
+        "a device error status exits 1"
     );
-    let (code, out) = run_args(&["batch", "/nonexistent/file"]);
-    assert_eq!(code, 3);
-    assert!(out.contains("cannot read /nonexistent/file"), "{out}");
-    let (code, out) = run_args(&["--transport", "windows", "stats"]);
-    assert_eq!(code, 3);
-    assert!(out.contains("needs Windows"), "{out}");
+    assert!(err.contains("STATUS_NOT_SUPPORTED (0xC00000BB)"), "{err}");
+    let (code, out, err) = run_streams(&["--json", "config", "--level", "99"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    let json: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(json["status"], "STATUS_INVALID_PARAMETER");
+    assert_eq!(json["ok"], false);
+    // A request that cannot be built: exit 3.
+    let (code, out, err) = run_streams(&["batch", "/nonexistent/file"]);
+    assert_eq!((code, out.as_str()), (3, ""));
+    assert!(err.contains("cannot read /nonexistent/file"), "{err}");
+    let (code, out, err) = run_streams(&["--json", "batch", "/nonexistent/file"]);
+    assert_eq!((code, out.as_str()), (3, ""));
+    let json: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert!(
+        json["error"].as_str().unwrap().contains("cannot read"),
+        "{json}"
+    );
+    // No device: exit 3, in text and JSON.
+    let (code, out, err) = run_streams(&["--transport", "windows", "stats"]);
+    assert_eq!((code, out.as_str()), (3, ""));
+    assert!(err.contains("needs Windows"), "{err}");
+    let (code, out, err) = run_streams(&["--json", "--transport", "windows", "stats"]);
+    assert_eq!((code, out.as_str()), (3, ""));
+    let json: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(json["ok"], false);
+    for command in [&["demo"][..], &["bench", "--millis", "1"], &["attack"]] {
+        let args: Vec<&str> = ["--transport", "windows"]
+            .iter()
+            .chain(command)
+            .copied()
+            .collect();
+        let (code, out, err) = run_streams(&args);
+        assert_eq!((code, out.as_str()), (3, ""), "{args:?}");
+        assert!(err.contains("needs Windows"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn attack_list_needs_no_device() {
+    // The windows transport cannot be opened here, and --list does not try.
+    let (code, out) = run_args(&["--transport", "windows", "attack", "--list"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), scenarios().len());
+    assert!(out.contains("race-sum-count"), "{out}");
+}
+
+#[test]
+fn help_and_readme_document_the_exit_codes() {
+    let help = Cli::command().render_help().to_string();
+    for code in [
+        "0  success",
+        "1  the device answered",
+        "2  usage error",
+        "3  no answer",
+    ] {
+        assert!(help.contains(code), "--help lacks {code:?}:\n{help}");
+    }
+    assert!(help.contains(usercap_client::cli::EXIT_CODES), "{help}");
+    // The README shows the same text, so the two cannot drift apart.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    assert!(
+        readme.contains(usercap_client::cli::EXIT_CODES),
+        "README.md must quote usercap_client::cli::EXIT_CODES verbatim"
+    );
+    // ...after the two commands a newcomer runs first.
+    let first_block = readme.split("```").nth(1).unwrap();
+    let commands: Vec<_> = first_block
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "cargo run --release -p usercap-client -- demo",
+            "cargo test --workspace"
+        ]
+    );
 }
 
 #[test]
@@ -197,6 +283,7 @@ fn the_attack_suite_fails_against_a_double_fetching_sum() {
         let results = run_suite(&transport, &options);
         assert_eq!(results.len(), 1);
         if !results[0].passed {
+            assert!(!results[0].inconclusive, "{}", results[0].detail);
             break Some(results[0].detail.clone());
         }
         if started.elapsed() > Duration::from_secs(20) {

@@ -25,7 +25,11 @@
 //! writing before dispatch (`ProbeForWrite`), so a read-only output fails
 //! before the driver runs. This model finds it at copy-back, with the same
 //! status, after the driver ran. A probe that reads the output first would
-//! count as a fetch of user memory that the driver never made.
+//! count as a fetch of user memory that the driver never made. Windows, too,
+//! finds an output page that became unwritable after its probe only at
+//! copy-back, after the driver ran: the driver's change then stands and the
+//! request fails. The protocol's failure contract says so, and
+//! [`contract`] checks it on any backend.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +38,8 @@ use usercap::{AddressSpace, NtStatus, UserSlice, UserWriter};
 use usercap_protocol::Method;
 
 use crate::{Buffers, Completion, Device, Request};
+
+pub mod contract;
 
 /// A run this long of [`pool_poison`] bytes in returned output is a leak. A
 /// run rather than one byte, so that a reply which happens to hold one such

@@ -17,6 +17,29 @@
 //!   counters included. No user memory is touched while the lock is held.
 //! - Output goes through a `UserWriter`, and `Information` is what it wrote.
 //!
+//! # One lock, one snapshot
+//!
+//! The name, the configuration *and every counter* live under one lock.
+//! A successful request ends with one [commit](Device::dispatch): it takes
+//! the lock once, applies its change (SET_NAME's name, CONFIGURE's config),
+//! counts itself and adds the bytes it captured, and releases the lock.
+//! STATS and [`Device::state`] read everything under the same lock. So any
+//! snapshot shows the state after some number of whole commits and before
+//! the rest: the name it shows is the one its `set_name` count counts up
+//! to, and `bytes_captured` is the sum over exactly the requests its
+//! counters count. (Counters in atomics bumped after the lock was released
+//! let a racing STATS see a name that its counters did not count yet, and
+//! bytes that no counter counted: `tests/stats.rs` shows both torn
+//! snapshots, and that they are gone.)
+//!
+//! The commit is the last step of a handler, after its reply is written:
+//! SUM's and BATCH's replies go to user memory, so they are written before
+//! the lock is taken, and a reply that faults fails the request uncounted.
+//! GET_NAME and STATS write their replies into the SystemBuffer, kernel
+//! memory, inside the commit, so the reply is the snapshot. The lock is
+//! held for a copy of at most a name and a [`Stats`], never across a
+//! capture.
+//!
 //! # Statuses
 //!
 //! | cause | NTSTATUS |
@@ -43,7 +66,6 @@ extern crate alloc;
 pub mod io;
 
 use core::mem::size_of;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use lock_api::{Mutex, RawMutex};
 use usercap::{
@@ -131,30 +153,87 @@ impl DeviceState {
     }
 }
 
-/// What lives under the lock.
+/// Everything the device remembers, all under one lock (see the crate docs:
+/// one lock, one snapshot).
 #[derive(Clone, Copy)]
 struct Locked {
     name: [u16; MAX_NAME_CHARS],
     name_len: usize,
     config: Config,
+    counters: Counters,
 }
 
-/// Success counters, one per IOCTL. Atomics, so STATS needs no lock.
-#[derive(Default)]
+/// Success counters, one per IOCTL, and the bytes captured by successful
+/// requests. Plain integers: they change only under the device lock, in
+/// the same commit as the state they count.
+#[derive(Clone, Copy, Default)]
 struct Counters {
-    echo: AtomicU64,
-    sum: AtomicU64,
-    message: AtomicU64,
-    set_name: AtomicU64,
-    get_name: AtomicU64,
-    configure: AtomicU64,
-    batch: AtomicU64,
-    stats: AtomicU64,
-    bytes_captured: AtomicU64,
+    echo: u64,
+    sum: u64,
+    message: u64,
+    set_name: u64,
+    get_name: u64,
+    configure: u64,
+    batch: u64,
+    stats: u64,
+    bytes_captured: u64,
 }
 
-fn bump(counter: &AtomicU64, by: u64) {
-    counter.fetch_add(by, Ordering::Relaxed);
+/// Which counter a successful request bumps.
+#[derive(Clone, Copy)]
+enum Counted {
+    Echo,
+    Sum,
+    Message,
+    SetName,
+    GetName,
+    Configure,
+    Batch,
+    Stats,
+}
+
+impl Counters {
+    fn counter(&mut self, which: Counted) -> &mut u64 {
+        match which {
+            Counted::Echo => &mut self.echo,
+            Counted::Sum => &mut self.sum,
+            Counted::Message => &mut self.message,
+            Counted::SetName => &mut self.set_name,
+            Counted::GetName => &mut self.get_name,
+            Counted::Configure => &mut self.configure,
+            Counted::Batch => &mut self.batch,
+            Counted::Stats => &mut self.stats,
+        }
+    }
+
+    /// Counts one successful request of kind `which` that captured
+    /// `captured` bytes. Wrapping, like the atomics it replaced: a counter
+    /// that wraps after 2^64 requests is not an error worth a panic path.
+    fn count(&mut self, which: Counted, captured: usize) {
+        let counter = self.counter(which);
+        *counter = counter.wrapping_add(1);
+        self.bytes_captured = self.bytes_captured.wrapping_add(captured as u64);
+    }
+}
+
+impl Locked {
+    /// STATS's view of this state.
+    fn stats(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            echo: c.echo,
+            sum: c.sum,
+            message: c.message,
+            set_name: c.set_name,
+            get_name: c.get_name,
+            configure: c.configure,
+            batch: c.batch,
+            stats: c.stats,
+            bytes_captured: c.bytes_captured,
+            name_bytes: u32::try_from(self.name_len * 2).unwrap_or(u32::MAX),
+            level: self.config.level,
+        }
+    }
 }
 
 /// The usercap device, generic over the raw lock its shell provides: a
@@ -162,7 +241,6 @@ fn bump(counter: &AtomicU64, by: u64) {
 /// mutex on the host, a spin lock in tests.
 pub struct Device<R: RawMutex> {
     locked: Mutex<R, Locked>,
-    counters: Counters,
 }
 
 impl<R: RawMutex> Default for Device<R> {
@@ -197,40 +275,40 @@ impl<R: RawMutex> Device<R> {
                     name: [0; MAX_NAME_CHARS],
                     name_len: 0,
                     config: Config::default(),
+                    counters: Counters::default(),
                 },
             ),
-            counters: Counters::default(),
         }
     }
 
-    /// A consistent copy of the device state, for STATS and for tests that
-    /// check a failed request changed nothing.
+    /// A consistent copy of the device state: the name, the configuration
+    /// and the counters as one snapshot, taken under the lock every
+    /// request's commit takes (see the crate docs). For tests that check a
+    /// failed request changed nothing, and for STATS's contract.
     pub fn state(&self) -> DeviceState {
         let locked = *self.locked.lock();
         DeviceState {
             name: locked.name,
             name_len: locked.name_len,
             config: locked.config,
-            stats: self.stats(&locked),
+            stats: locked.stats(),
         }
     }
 
-    fn stats(&self, locked: &Locked) -> Stats {
-        let c = &self.counters;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Stats {
-            echo: load(&c.echo),
-            sum: load(&c.sum),
-            message: load(&c.message),
-            set_name: load(&c.set_name),
-            get_name: load(&c.get_name),
-            configure: load(&c.configure),
-            batch: load(&c.batch),
-            stats: load(&c.stats),
-            bytes_captured: load(&c.bytes_captured),
-            name_bytes: u32::try_from(locked.name_len * 2).unwrap_or(u32::MAX),
-            level: locked.config.level,
-        }
+    /// A successful request's last step: under the lock, `apply` makes the
+    /// request's change to the state (it must change nothing when it
+    /// fails), and then the request is counted with the bytes its captures
+    /// charged to `space`. One lock, so a snapshot sees all of it or none.
+    fn commit<S: AddressSpace + ?Sized, T>(
+        &self,
+        space: &Budgeted<'_, S>,
+        counted: Counted,
+        apply: impl FnOnce(&mut Locked) -> Result<T, NtStatus>,
+    ) -> Result<T, NtStatus> {
+        let mut locked = self.locked.lock();
+        let value = apply(&mut locked)?;
+        locked.counters.count(counted, space.used());
+        Ok(value)
     }
 
     /// Handles one DEVICE_CONTROL request from `space`, the requester's
@@ -301,13 +379,10 @@ impl<R: RawMutex> Device<R> {
             Err(NtStatus::STATUS_INVALID_DEVICE_REQUEST)
         };
         match handled {
-            Ok(information) => {
-                bump(&self.counters.bytes_captured, request_space.used() as u64);
-                Completion {
-                    status: NtStatus::STATUS_SUCCESS,
-                    information,
-                }
-            }
+            Ok(information) => Completion {
+                status: NtStatus::STATUS_SUCCESS,
+                information,
+            },
             Err(status) => Completion::failed(status),
         }
     }
@@ -316,7 +391,7 @@ impl<R: RawMutex> Device<R> {
 
     fn echo<S: AddressSpace + ?Sized>(
         &self,
-        space: &S,
+        space: &Budgeted<'_, S>,
         system_buffer: &mut [u8],
         input_len: usize,
         output_len: usize,
@@ -324,13 +399,13 @@ impl<R: RawMutex> Device<R> {
         let input = capture_system_input(space, system_buffer, input_len)?;
         let mut output = system_output(system_buffer, output_len)?;
         output.write_bytes(space, &input)?;
-        bump(&self.counters.echo, 1);
+        self.commit(space, Counted::Echo, |_| Ok(()))?;
         Ok(output.finish())
     }
 
     fn sum<S: AddressSpace + ?Sized>(
         &self,
-        space: &S,
+        space: &Budgeted<'_, S>,
         input: UserSlice<u8>,
         mut output: UserWriter<'static>,
     ) -> Handled {
@@ -352,13 +427,13 @@ impl<R: RawMutex> Device<R> {
                 count: header.count,
             },
         )?;
-        bump(&self.counters.sum, 1);
+        self.commit(space, Counted::Sum, |_| Ok(()))?;
         Ok(output.finish())
     }
 
     fn message<S: AddressSpace + ?Sized>(
         &self,
-        space: &S,
+        space: &Budgeted<'_, S>,
         system_buffer: &mut [u8],
         input_len: usize,
         output_len: usize,
@@ -375,11 +450,15 @@ impl<R: RawMutex> Device<R> {
         };
         let mut output = system_output(system_buffer, output_len)?;
         output.write(space, &reply)?;
-        bump(&self.counters.message, 1);
+        self.commit(space, Counted::Message, |_| Ok(()))?;
         Ok(output.finish())
     }
 
-    fn set_name<S: AddressSpace + ?Sized>(&self, space: &S, input: UserSlice<u8>) -> Handled {
+    fn set_name<S: AddressSpace + ?Sized>(
+        &self,
+        space: &Budgeted<'_, S>,
+        input: UserSlice<u8>,
+    ) -> Handled {
         let request = input.into_ptr::<SetNameRequest>()?.capture(space)?;
         let name = CapturedUnicode::capture(&request.name, space, usize::from(MAX_NAME_BYTES))?;
         let mut chars = [0u16; MAX_NAME_CHARS];
@@ -387,47 +466,48 @@ impl<R: RawMutex> Device<R> {
             .get_mut(..name.len())
             .ok_or(NtStatus::STATUS_INVALID_BUFFER_SIZE)?
             .copy_from_slice(&name);
-        {
-            let mut locked = self.locked.lock();
+        self.commit(space, Counted::SetName, |locked| {
             locked.name = chars;
             locked.name_len = name.len();
-        }
-        bump(&self.counters.set_name, 1);
+            Ok(())
+        })?;
         Ok(0)
     }
 
     fn get_name<S: AddressSpace + ?Sized>(
         &self,
-        space: &S,
+        space: &Budgeted<'_, S>,
         system_buffer: &mut [u8],
         output_len: usize,
     ) -> Handled {
-        let (name, name_len) = {
-            let locked = self.locked.lock();
-            (locked.name, locked.name_len)
-        };
-        let chars = name
-            .get(..name_len)
-            .ok_or(NtStatus::STATUS_INVALID_PARAMETER)?;
-        let bytes = chars.as_bytes();
         let mut output = system_output(system_buffer, output_len)?;
-        // Check the whole reply fits before writing any of it.
-        if output.remaining() < size_of::<NameReply>() + bytes.len() {
-            return Err(NtStatus::STATUS_BUFFER_TOO_SMALL);
-        }
-        let header = NameReply {
-            length: u32::try_from(bytes.len()).map_err(|_| NtStatus::STATUS_INVALID_PARAMETER)?,
-            reserved: 0,
-        };
-        output.write(space, &header)?;
-        output.write_bytes(space, bytes)?;
-        bump(&self.counters.get_name, 1);
+        // The reply goes into the SystemBuffer (kernel memory) inside the
+        // commit: the name returned is the one the counters count up to.
+        self.commit(space, Counted::GetName, |locked| {
+            let chars = locked
+                .name
+                .get(..locked.name_len)
+                .ok_or(NtStatus::STATUS_INVALID_PARAMETER)?;
+            let bytes = chars.as_bytes();
+            // Check the whole reply fits before writing any of it.
+            if output.remaining() < size_of::<NameReply>() + bytes.len() {
+                return Err(NtStatus::STATUS_BUFFER_TOO_SMALL);
+            }
+            let header = NameReply {
+                length: u32::try_from(bytes.len())
+                    .map_err(|_| NtStatus::STATUS_INVALID_PARAMETER)?,
+                reserved: 0,
+            };
+            output.write(space, &header)?;
+            output.write_bytes(space, bytes)?;
+            Ok(())
+        })?;
         Ok(output.finish())
     }
 
     fn configure<S: AddressSpace + ?Sized>(
         &self,
-        space: &S,
+        space: &Budgeted<'_, S>,
         system_buffer: &mut [u8],
         input_len: usize,
         output_len: usize,
@@ -443,18 +523,18 @@ impl<R: RawMutex> Device<R> {
         // found before the configuration is applied.
         if output_len != 0 {
             require_output::<Config>(&output)?;
-        }
-        self.locked.lock().config = config;
-        if output_len != 0 {
             output.write(space, &config)?;
         }
-        bump(&self.counters.configure, 1);
+        self.commit(space, Counted::Configure, |locked| {
+            locked.config = config;
+            Ok(())
+        })?;
         Ok(output.finish())
     }
 
     fn batch<S: AddressSpace + ?Sized>(
         &self,
-        space: &S,
+        space: &Budgeted<'_, S>,
         input: UserSlice<u8>,
         mut output: UserWriter<'static>,
     ) -> Handled {
@@ -495,21 +575,28 @@ impl<R: RawMutex> Device<R> {
                 checksum: checksum.value(),
             },
         )?;
-        bump(&self.counters.batch, 1);
+        self.commit(space, Counted::Batch, |_| Ok(()))?;
         Ok(output.finish())
     }
 
     fn stats_request<S: AddressSpace + ?Sized>(
         &self,
-        space: &S,
+        space: &Budgeted<'_, S>,
         system_buffer: &mut [u8],
         output_len: usize,
     ) -> Handled {
         let mut output = system_output(system_buffer, output_len)?;
         require_output::<Stats>(&output)?;
-        bump(&self.counters.stats, 1);
-        let stats = self.stats(&self.locked.lock());
-        output.write(space, &stats)?;
+        // The snapshot counts this STATS ("this one included") and is
+        // written into the SystemBuffer inside the commit, so the reply is
+        // exactly the state the commit leaves. STATS captures nothing, so
+        // its bytes_captured is already final.
+        self.commit(space, Counted::Stats, |locked| {
+            let mut stats = locked.stats();
+            stats.stats = stats.stats.wrapping_add(1);
+            output.write(space, &stats)?;
+            Ok(())
+        })?;
         Ok(output.finish())
     }
 }

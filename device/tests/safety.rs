@@ -343,6 +343,12 @@ fn no_output_length_leaks_stale_pool_and_information_is_what_was_written() {
 
 /// A handler that over-reports Information: it writes 4 bytes of a reply
 /// and says it wrote `claim`.
+///
+/// The 4 bytes it writes are the complement of the stale-pool bytes they
+/// replace, so none of them can equal the poison at its offset, whatever
+/// the request's sequence number: the poisoned run starts exactly at 4.
+/// (Fixed bytes such as `[1, 2, 3, 4]` matched the poison at offset 3 for
+/// about one sequence number in 256, and the run then started at 3.)
 struct OverReporting {
     claim: usize,
 }
@@ -352,12 +358,60 @@ impl Driver for OverReporting {
         if let Buffers::Buffered { system_buffer, .. } = request.buffers
             && let Some(head) = system_buffer.get_mut(..4)
         {
-            head.copy_from_slice(&[1, 2, 3, 4]);
+            for byte in head {
+                *byte = !*byte;
+            }
         }
         irp.complete(Completion {
             status: NtStatus::STATUS_SUCCESS,
             information: self.claim,
         });
+    }
+}
+
+/// How many requests [`the_over_report_is_found_at_offset_4_for_every_sequence_number`]
+/// sends: enough that every value of the poison byte at each of the offsets
+/// 0 to 3 comes up many times (each is one of 256 values per request).
+const SEQUENCE_SWEEP: usize = if cfg!(miri) { 64 } else { 20_000 };
+
+#[test]
+fn the_over_report_is_found_at_offset_4_for_every_sequence_number() {
+    // Each request takes the next sequence number of the I/O model, so this
+    // sweeps SEQUENCE_SWEEP consecutive ones, whatever ran before.
+    let h = Harness::with_driver(OverReporting { claim: 16 });
+    for request in 0..SEQUENCE_SWEEP {
+        assert_eq!(
+            h.call_at(IOCTL_STATS, ARENA, 0, 16).err(),
+            Some(Violation::PoisonReturned { offset: 4 }),
+            "request {request} of the sweep"
+        );
+    }
+}
+
+/// A handler that writes bytes equal to the stale pool it overwrites, so
+/// its reply *is* a run of poison: the check must flag it from offset 0.
+/// This is the other half of the sweep above: the check compares bytes with
+/// the poison at their offset, so the handler's own bytes decide where the
+/// run starts.
+struct EchoesThePoison;
+
+impl Driver for EchoesThePoison {
+    fn handle<S: AddressSpace + ?Sized>(&self, _: &S, _: Request<'_>, irp: &mut Irp) {
+        irp.complete(Completion {
+            status: NtStatus::STATUS_SUCCESS,
+            information: 16,
+        });
+    }
+}
+
+#[test]
+fn untouched_stale_pool_is_found_from_offset_0() {
+    let h = Harness::with_driver(EchoesThePoison);
+    for _ in 0..SEQUENCE_SWEEP.min(1_000) {
+        assert_eq!(
+            h.call_at(IOCTL_STATS, ARENA, 0, 16).err(),
+            Some(Violation::PoisonReturned { offset: 0 })
+        );
     }
 }
 

@@ -1,14 +1,27 @@
 //! The Linux uaccess vocabulary over the host model's primitives.
 //!
-//! Each function has the name, the arguments and the return convention of
-//! its Linux twin (`include/linux/uaccess.h`, `lib/usercopy.c`,
-//! `lib/strncpy_from_user.c`, `mm/util.c`), so that the same test cases run
-//! against Linux's model and against usercap's capture API on the same real
-//! memory (see `tests/comparison.rs`). It is built from the pieces
+//! Each function has the name, the arguments, the return convention *and
+//! the behaviour* of its Linux twin: what it writes into the destination in
+//! every case (bytes Linux does not promise included), what a zero length
+//! does at any address, and the exact return value. The same test cases then
+//! run against Linux's model and against usercap's capture API on the same
+//! real memory (see `tests/comparison.rs`). It is built from the pieces
 //! [`HostSpace`](crate::HostSpace) is built from: a range check, the
 //! branch-free address mask of 64-bit x86 Linux since 6.12
 //! ([`guarded::mask_user_range`], its `mask_user_address`) and the
-//! fault-guarded copy.
+//! fault-guarded copy, which like x86_64's `copy_user_generic` stops at the
+//! first byte it cannot access.
+//!
+//! The reference is the architecture-independent code: `access_ok` of
+//! `include/asm-generic/access_ok.h`, `copy_from_user`/`copy_to_user` of
+//! `include/linux/uaccess.h` and `lib/usercopy.c` (the path with
+//! `access_ok`, not x86's masked path), `check_zeroed_user` of
+//! `lib/usercopy.c`, `copy_struct_from_user` of `include/linux/uaccess.h`,
+//! `strncpy_from_user` of `lib/strncpy_from_user.c` with
+//! `CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS` (x86_64: always word at a time
+//! first), `memdup_user` of `mm/util.c`, `clear_user` of x86_64's
+//! `uaccess_64.h`. Each function's docs list its rules, and
+//! `tests/linux_facade.rs` has one test per rule, named after it.
 //!
 //! | Linux | here | returns |
 //! |---|---|---|
@@ -21,33 +34,46 @@
 //! | `strncpy_from_user(dst, src, count)` | [`strncpy_from_user`] | `Ok(length)`, `Err(EFAULT)` |
 //! | `memdup_user(src, len)` | [`memdup_user`] | `Ok(buffer)`, `Err(ENOMEM / EFAULT)` |
 //!
-//! Kernel sizes are slice lengths (`ksize = dst.len()`, `count = dst.len()`).
+//! Kernel sizes are slice lengths (`ksize = dst.len()`, `count = dst.len()`,
+//! `n = to.len()`), so the checks Linux makes of a kernel object's size
+//! against `__builtin_object_size` have nothing to check, and a `count` can
+//! never be negative.
 //!
-//! # Where the host differs from a Linux kernel
+//! # Where the model is not a Linux kernel, and the one place usercap differs
 //!
-//! - **`access_ok` does not reject low addresses.** Linux checks only the
-//!   top of the range (`size <= LIMIT && addr <= LIMIT - size`); a null or
-//!   low pointer passes and then faults in the copy (the first 64 KiB are
-//!   never mapped, `vm.mmap_min_addr`). usercap's probe rejects anything
-//!   below 64 KiB before touching memory. Both give `EFAULT` in the end; only
-//!   `access_ok` itself answers differently, and it keeps the Linux answer.
-//! - **Kernel memory is in the same address space.** The limit is
-//!   [`USER_LIMIT`] (`MmUserProbeAddress`, which also bounds x86_64 Linux user
-//!   addresses), and the model's system space, where every
-//!   [`KernelBuffer`](crate::KernelBuffer) lives, counts as kernel memory:
-//!   `access_ok` fails for a range that overlaps it.
-//! - **Writes go only to [`UserMemory`](crate::UserMemory)** (see
-//!   [`guarded`] for why). A destination that is not
-//!   entirely inside one region is refused whole, as if its first byte
-//!   faulted, where Linux would write up to the first bad page.
-//! - **`memdup_user` has kmalloc's size limit**, [`KMALLOC_MAX_SIZE`]: a
-//!   larger `len` is `ENOMEM` without touching memory, as on x86_64 Linux.
+//! - **`LIMIT` is [`USER_LIMIT`]** (`MmUserProbeAddress`, 0x7FFF_FFFF_0000),
+//!   where x86_64 Linux has `TASK_SIZE_MAX` (0x7FFF_FFFF_F000). Every user
+//!   address of this process is below both.
+//! - **Kernel memory sits below the limit.** The model's system space, where
+//!   every [`KernelBuffer`](crate::KernelBuffer) lives, is a range of this
+//!   process, so it lies inside `[0, LIMIT)`. The facade treats it as Linux
+//!   treats the memory above `TASK_SIZE_MAX`: `access_ok` fails for a range
+//!   that overlaps it (as for a range that crosses the limit), and
+//!   `strncpy_from_user` stops at its start (as at the limit). That gives
+//!   the answers Linux gives for kernel memory; no other answer changes.
+//! - **Low addresses pass `access_ok`, as on Linux**, and then fault in the
+//!   copy (the first 64 KiB are never mapped, `vm.mmap_min_addr`). Only
+//!   usercap's own probe refuses them up front; the facade keeps Linux's
+//!   behaviour.
+//! - **x86_64's own `access_ok`** checks only that the end of the range
+//!   stays in the lower half, and its masked `copy_from_user` skips
+//!   `access_ok`, relying on the unmapped page below `TASK_SIZE_MAX` and on
+//!   non-canonical faults. It differs from the generic rule only for a range
+//!   that starts in readable user memory and crosses the limit: x86_64
+//!   copies the part below the limit, the generic code nothing. The facade
+//!   follows the generic code.
+//! - **The one deliberate difference: writes go only to
+//!   [`UserMemory`](crate::UserMemory)** (see [`guarded`] for why).
+//!   [`copy_to_user`] and [`clear_user`] refuse a destination that is not
+//!   entirely inside one region whole, as if its first byte faulted, where
+//!   Linux writes up to the first bad page. A safe function that wrote to
+//!   any address could corrupt memory Rust code references.
 
 use core::fmt;
 
 use usercap::{CaptureError, DEFAULT_PROBE_LIMIT, errno};
 
-use crate::guarded::{self, Backend, is_kernel_range};
+use crate::guarded::{self, Backend, is_kernel_range, system_space};
 
 /// The end of user memory for the facade: `MmUserProbeAddress`, the probe
 /// limit of [`HostSpace::new`](crate::HostSpace::new). x86_64 Linux's
@@ -58,6 +84,15 @@ pub const USER_LIMIT: usize = DEFAULT_PROBE_LIMIT;
 /// (`1 << (MAX_PAGE_ORDER + PAGE_SHIFT)`, 4 MiB); [`memdup_user`] fails with
 /// `ENOMEM` above it, as Linux's does.
 pub const KMALLOC_MAX_SIZE: usize = 4 << 20;
+
+/// `INT_MAX`: `check_copy_size` refuses copies of more bytes
+/// (`WARN_ON_ONCE(bytes > INT_MAX)`), and [`copy_from_user`] and
+/// [`copy_to_user`] then return `n` without touching either side.
+pub const INT_MAX: usize = i32::MAX as usize;
+
+/// The word `check_zeroed_user` and `strncpy_from_user` read at a time:
+/// `sizeof(unsigned long)`.
+const WORD: usize = size_of::<u64>();
 
 /// A positive Linux error number, as the facade returns them (Linux returns
 /// them negated).
@@ -114,22 +149,39 @@ impl From<CaptureError> for Errno {
 
 /// `access_ok(addr, size)`: whether `[addr, addr + size)` is user memory.
 ///
-/// Linux's rule, `size <= LIMIT && addr <= LIMIT - size`, with
-/// `LIMIT` = [`USER_LIMIT`]; a zero size passes for any `addr <= LIMIT`. In
-/// addition, a range that overlaps the model's system space (or, for size
-/// 0, an `addr` inside it), where every [`KernelBuffer`](crate::KernelBuffer)
-/// lives, fails. Low addresses pass, as on Linux (see the module docs).
+/// Rules (`include/asm-generic/access_ok.h`):
+/// - the range passes if `size <= LIMIT && addr <= LIMIT - size`, with
+///   `LIMIT` = [`USER_LIMIT`]: it does not wrap and ends at or below the
+///   limit;
+/// - so a zero size passes for any `addr <= LIMIT`, and low addresses, null
+///   included, pass (the copy then faults);
+/// - the model's system space counts as the memory above the limit: a range
+///   that overlaps it fails, and a zero size at an `addr` inside it fails
+///   (see the module docs).
 #[must_use]
 pub fn access_ok(addr: usize, size: usize) -> bool {
     size <= USER_LIMIT && addr <= USER_LIMIT - size && !is_kernel_range(addr, size)
 }
 
 /// `copy_from_user(to, from, to.len())`: returns the number of bytes not
-/// copied (0 on success). The first `to.len() - ret` bytes of `to` are the
-/// user's; the rest is zeroed, so the kernel never sees stale bytes.
+/// copied (0 on success).
+///
+/// Rules (`include/linux/uaccess.h`, `lib/usercopy.c`):
+/// - more than [`INT_MAX`] bytes: returns `n` and writes nothing, not even
+///   zeros (`check_copy_size`);
+/// - a range that fails [`access_ok`]: returns `n` and zeroes all of `to`;
+/// - otherwise the copy stops at the first byte it cannot read, and `ret`
+///   is the bytes from there on: `to[..n - ret]` are the user's bytes and
+///   `to[n - ret..]` is zeroed, so the kernel never sees stale bytes (Linux
+///   allows an architecture to stop earlier; x86_64 stops there, as this
+///   does);
+/// - a zero `n` returns 0 and touches nothing, at any address.
 #[must_use]
 pub fn copy_from_user(to: &mut [u8], from: usize) -> usize {
     let n = to.len();
+    if n > INT_MAX {
+        return n;
+    }
     let left = if access_ok(from, n) {
         guarded::copy_from(to, guarded::mask_user_range(from, n, USER_LIMIT))
     } else {
@@ -142,17 +194,42 @@ pub fn copy_from_user(to: &mut [u8], from: usize) -> usize {
 }
 
 /// `copy_to_user(to, from, from.len())`: returns the number of bytes not
-/// copied. User memory may be partly written.
+/// copied.
+///
+/// Rules (`include/linux/uaccess.h`, `lib/usercopy.c`):
+/// - more than [`INT_MAX`] bytes: returns `n` and writes nothing;
+/// - a range that fails [`access_ok`]: returns `n` and writes nothing;
+/// - otherwise the copy stops at the first byte it cannot write: the bytes
+///   before it are written, nothing after, and `ret` is the bytes from
+///   there on;
+/// - a zero `n` returns 0 and touches nothing, at any address.
+///
+/// **usercap differs here, deliberately:** the destination must lie
+/// entirely inside one [`UserMemory`](crate::UserMemory) region, or it is
+/// refused whole (`n` returned, nothing written), where Linux would write
+/// up to the first unwritable byte. A safe function may not write to memory
+/// Rust code references (see [`guarded`]).
 #[must_use]
 pub fn copy_to_user(to: usize, from: &[u8]) -> usize {
-    if !access_ok(to, from.len()) {
-        return from.len();
+    let n = from.len();
+    if n > INT_MAX || !access_ok(to, n) {
+        return n;
     }
-    guarded::copy_to(guarded::mask_user_range(to, from.len(), USER_LIMIT), from)
+    guarded::copy_to(guarded::mask_user_range(to, n, USER_LIMIT), from)
 }
 
 /// `clear_user(to, n)`: zeroes user memory; returns the number of bytes not
 /// cleared.
+///
+/// Rules (x86_64's `uaccess_64.h`, `__clear_user`):
+/// - a range that fails [`access_ok`]: returns `n` and writes nothing;
+/// - otherwise it zeroes up to the first byte it cannot write and returns
+///   the bytes from there on (no `INT_MAX` limit);
+/// - a zero `n` returns 0 and touches nothing, at any address.
+///
+/// **usercap differs here, deliberately,** as [`copy_to_user`] does: a
+/// destination not entirely inside one [`UserMemory`](crate::UserMemory)
+/// region is refused whole.
 #[must_use]
 pub fn clear_user(to: usize, n: usize) -> usize {
     if !access_ok(to, n) {
@@ -162,49 +239,72 @@ pub fn clear_user(to: usize, n: usize) -> usize {
 }
 
 /// `check_zeroed_user(from, size)`: whether every byte of the user range is
-/// zero. A zero `size` is `Ok(true)` without touching memory.
+/// zero.
 ///
-/// It reads the range in chunks that end on 256-byte boundaries and stops at
-/// the chunk holding the first non-zero byte. Chunks never extend outside the range and never
-/// cross a page, so it reads nothing outside `[from, from + size)`, and a
-/// fault can come only from a page of the range that the scan reached (Linux
-/// reads aligned words for the same reason).
+/// Rules (`lib/usercopy.c`), which read whole aligned words:
+/// - a zero `size` is `Ok(true)` and reads nothing, at any address;
+/// - the range is widened down to the word holding `from`
+///   (`from - from % 8`, `size + from % 8`, modulo 2^64 as in C), and that
+///   widened range must pass [`access_ok`], or `EFAULT`;
+/// - the aligned words covering it are read in order; the bytes of the
+///   first and last word outside `[from, from + size)` are ignored;
+/// - the answer is `Ok(false)` as soon as a word holds a non-zero byte of
+///   the range: later words are not read, so a fault after that word is
+///   not seen;
+/// - a word that cannot be read before then is `EFAULT`. A word never
+///   crosses a page, so only the range's own pages are touched;
+/// - if the widened size wraps (a `size` within 7 of 2^64 and a misaligned
+///   `from`), Linux reads the one word at the aligned start, masks every
+///   byte of it away, and answers `Ok(true)` (or `EFAULT` if that word
+///   cannot be read); the facade does the same.
 ///
 /// # Errors
-/// `EFAULT` if `access_ok` fails, or the scan reaches a byte it cannot read
-/// before it finds a non-zero one.
+/// `EFAULT` as above.
 pub fn check_zeroed_user(from: usize, size: usize) -> Result<bool, Errno> {
     if size == 0 {
         return Ok(true);
     }
-    if !access_ok(from, size) {
+    let align = from % WORD;
+    let start = from - align;
+    let mut size = size.wrapping_add(align);
+    if !access_ok(start, size) {
         return Err(Errno::EFAULT);
     }
-    let from = guarded::mask_user_range(from, size, USER_LIMIT);
-    let mut chunk = [0u8; ZERO_SCAN_CHUNK];
-    let mut done = 0;
-    while done < size {
-        let at = from + done;
-        let n = (ZERO_SCAN_CHUNK - at % ZERO_SCAN_CHUNK).min(size - done);
-        let buf = chunk.get_mut(..n).ok_or(Errno::EFAULT)?;
-        if guarded::copy_from(buf, at) != 0 {
-            return Err(Errno::EFAULT);
-        }
-        if buf.iter().any(|&b| b != 0) {
+    let mut at = guarded::mask_user_range(start, size, USER_LIMIT);
+    let mut val = read_word(at).ok_or(Errno::EFAULT)?;
+    if align != 0 {
+        val &= !aligned_byte_mask(align);
+    }
+    while size > WORD {
+        if val != 0 {
             return Ok(false);
         }
-        done += n;
+        at += WORD;
+        size -= WORD;
+        val = read_word(at).ok_or(Errno::EFAULT)?;
     }
-    Ok(true)
+    if size < WORD {
+        val &= aligned_byte_mask(size);
+    }
+    Ok(val == 0)
 }
 
 /// `copy_struct_from_user(dst, dst.len(), src, usize_)`: the rule for
-/// extensible, versioned structs. With `ksize = dst.len()`:
+/// extensible, versioned structs, with `ksize = dst.len()`.
 ///
-/// - `usize_ < ksize`: copies `usize_` bytes and zeroes the rest of `dst`;
-/// - `usize_ > ksize`: requires the user bytes `[ksize, usize_)` to be zero
-///   (`E2BIG` if not, `EFAULT` on a fault), then copies `ksize` bytes;
-/// - equal: a plain copy.
+/// Rules (`include/linux/uaccess.h`):
+/// - `usize_ < ksize`: `dst[usize_..]` is zeroed first, then `usize_`
+///   bytes are copied with [`copy_from_user`]; on a fault, `EFAULT`, and
+///   `dst` holds the copied prefix and zeros (every byte of `dst` is
+///   written in every outcome);
+/// - `usize_ > ksize`: first [`check_zeroed_user`] of the tail
+///   `[src + ksize, src + usize_)` (the address computed modulo 2^64, as C
+///   pointer arithmetic does): `E2BIG` if a byte is not zero, `EFAULT` if
+///   it faults, and `dst` is untouched in both cases; then `ksize` bytes
+///   are copied as below;
+/// - equal: [`copy_from_user`] of `ksize` bytes; `EFAULT` on a fault, with
+///   `dst` the copied prefix and zeros;
+/// - so `usize_ == 0` zeroes `dst` and succeeds, at any `src`.
 ///
 /// Like Linux's, it has no floor and no cap: callers add them (`EINVAL`
 /// below the first version, `E2BIG` above a page).
@@ -215,15 +315,13 @@ pub fn check_zeroed_user(from: usize, size: usize) -> Result<bool, Errno> {
 pub fn copy_struct_from_user(dst: &mut [u8], src: usize, usize_: usize) -> Result<(), Errno> {
     let ksize = dst.len();
     let size = ksize.min(usize_);
+    let rest = ksize.max(usize_) - size;
     if usize_ < ksize {
-        if let Some(rest) = dst.get_mut(size..) {
-            rest.fill(0);
+        if let Some(tail) = dst.get_mut(size..) {
+            tail.fill(0);
         }
-    } else if usize_ > ksize {
-        let tail = src.checked_add(size).ok_or(Errno::EFAULT)?;
-        if !check_zeroed_user(tail, usize_ - ksize)? {
-            return Err(Errno::E2BIG);
-        }
+    } else if usize_ > ksize && !check_zeroed_user(src.wrapping_add(size), rest)? {
+        return Err(Errno::E2BIG);
     }
     let head = dst.get_mut(..size).ok_or(Errno::EFAULT)?;
     if copy_from_user(head, src) != 0 {
@@ -234,54 +332,71 @@ pub fn copy_struct_from_user(dst: &mut [u8], src: usize, usize_: usize) -> Resul
 
 /// `strncpy_from_user(dst, src, dst.len())`: copies a NUL-terminated string.
 ///
-/// Returns the string's length without the NUL, which is then at
-/// `dst[len]`; if no NUL comes within `count = dst.len()` bytes, returns
-/// `count` and `dst` is not terminated. A `count` of 0 returns 0 without
-/// touching memory.
+/// Rules (`lib/strncpy_from_user.c`, word at a time first, as on x86_64),
+/// with `count = dst.len()`:
+/// - `count == 0` returns 0 and touches nothing, at any address;
+/// - `src` at or above the limit (or inside system space): `EFAULT`,
+///   nothing written;
+/// - it reads at most `max = min(count, limit - src)` bytes, where the
+///   limit is [`USER_LIMIT`], or the start of system space for a `src`
+///   below it (see the module docs);
+/// - while at least 8 bytes remain it reads 8 at a time at `src + res`
+///   (`res` a multiple of 8, whatever `src`'s alignment). A word holding a
+///   NUL is stored with the NUL **and every byte after it in that word
+///   zeroed**, and its length is returned; any other word is stored whole.
+///   A word it cannot read sends it to the byte loop at that word;
+/// - the byte loop copies one byte at a time and returns at the NUL, which
+///   it stores; it writes nothing after the NUL. A byte it cannot read is
+///   `EFAULT`, with `dst[..res]` the bytes read before it and nothing after
+///   written;
+/// - if the loops end without a NUL: `count` if `max` was `count` (then
+///   `dst` is not terminated), else `EFAULT` (the string ran into the
+///   limit).
 ///
-/// It reads in chunks ending on 64-byte boundaries (never crossing a page)
-/// and stops at the chunk holding the NUL; bytes after the NUL in that chunk
-/// are zeroed in `dst`, as Linux's word-at-a-time copy does.
+/// So on success `dst[..=len]` is the string and its NUL, and the bytes
+/// after the NUL up to the end of its 8-byte word are zero if the word loop
+/// found it; `dst`'s other bytes are untouched.
 ///
 /// # Errors
-/// `EFAULT` if `src` is at or above the limit, if a chunk before the NUL
-/// faults or overlaps a [`KernelBuffer`](crate::KernelBuffer) (`dst` may then
-/// hold part of the string), or if the string runs into the limit before
-/// `count` bytes without a NUL.
+/// `EFAULT` as above.
 pub fn strncpy_from_user(dst: &mut [u8], src: usize) -> Result<usize, Errno> {
     let count = dst.len();
     if count == 0 {
         return Ok(0);
     }
-    if src >= USER_LIMIT {
-        return Err(Errno::EFAULT);
-    }
-    let bound = count.min(USER_LIMIT - src);
-    let mut done = 0;
-    while done < bound {
-        let at = src + done;
-        let n = chunk_len(at, bound - done);
-        if is_kernel_range(at, n) {
-            return Err(Errno::EFAULT);
-        }
-        let chunk = dst.get_mut(done..done + n).ok_or(Errno::EFAULT)?;
-        let left = guarded::copy_from(chunk, guarded::mask_user_range(at, n, USER_LIMIT));
-        let copied = chunk.get_mut(..n - left).unwrap_or(&mut []);
-        if let Some(nul) = copied.iter().position(|&b| b == 0) {
-            if let Some(after) = copied.get_mut(nul..) {
-                after.fill(0);
+    let limit = string_limit(src).ok_or(Errno::EFAULT)?;
+    let mut max = count.min(limit - src);
+    let base = guarded::mask_user_range(src, max, USER_LIMIT);
+    let mut res = 0;
+    while max >= WORD {
+        let Some(word) = read_word(base + res) else {
+            break;
+        };
+        let bytes = word.to_le_bytes();
+        let out = dst.get_mut(res..res + WORD).ok_or(Errno::EFAULT)?;
+        if let Some(nul) = bytes.iter().position(|&b| b == 0) {
+            for (i, (o, &b)) in out.iter_mut().zip(&bytes).enumerate() {
+                *o = if i < nul { b } else { 0 };
             }
-            return Ok(done + nul);
+            return Ok(res + nul);
         }
-        if left != 0 {
-            return Err(Errno::EFAULT);
-        }
-        done += n;
+        out.copy_from_slice(&bytes);
+        res += WORD;
+        max -= WORD;
     }
-    if bound == count {
-        Ok(count)
+    while max > 0 {
+        let byte = read_byte(base + res).ok_or(Errno::EFAULT)?;
+        *dst.get_mut(res).ok_or(Errno::EFAULT)? = byte;
+        if byte == 0 {
+            return Ok(res);
+        }
+        res += 1;
+        max -= 1;
+    }
+    if res >= count {
+        Ok(res)
     } else {
-        // Ran into the end of user memory before `count` bytes.
+        // Ran into the limit before `count` bytes, without a NUL.
         Err(Errno::EFAULT)
     }
 }
@@ -291,34 +406,64 @@ pub fn strncpy_from_user(dst: &mut [u8], src: usize) -> Result<usize, Errno> {
 /// buffer is not zero-filled first: the copy writes it once
 /// ([`guarded::copy_from_to_vec`]).
 ///
+/// Rules (`mm/util.c`):
+/// - the allocation comes first: `len` above [`KMALLOC_MAX_SIZE`], or an
+///   allocation that fails, is `ENOMEM`, and nothing is read, whatever
+///   `src`;
+/// - then [`copy_from_user`]: if any byte is not copied, the buffer is
+///   freed and the result is `EFAULT`;
+/// - so a zero `len` succeeds with an empty buffer (`kmalloc(0)` is
+///   `ZERO_SIZE_PTR`, not NULL), at any `src`.
+///
 /// # Errors
-/// `ENOMEM` if `len` is above [`KMALLOC_MAX_SIZE`] or the allocation fails
-/// (nothing is read); `EFAULT` if the copy fails (the buffer is freed).
+/// `ENOMEM` or `EFAULT` as above.
 pub fn memdup_user(src: usize, len: usize) -> Result<Box<[u8]>, Errno> {
     if len > KMALLOC_MAX_SIZE {
         return Err(Errno::ENOMEM);
     }
     let mut buffer = Vec::new();
     buffer.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
-    if !access_ok(src, len) {
-        return Err(Errno::EFAULT);
-    }
-    let src = guarded::mask_user_range(src, len, USER_LIMIT);
-    if guarded::copy_from_to_vec(Backend::Guarded, &mut buffer, src, len) != 0 {
+    let left = if access_ok(src, len) {
+        let src = guarded::mask_user_range(src, len, USER_LIMIT);
+        guarded::copy_from_to_vec(Backend::Guarded, &mut buffer, src, len)
+    } else {
+        len
+    };
+    if left != 0 {
         return Err(Errno::EFAULT);
     }
     Ok(buffer.into_boxed_slice())
 }
 
-/// [`check_zeroed_user`]'s chunk size: chunks end on multiples of it, so a
-/// chunk never crosses a page (pages are a multiple of 256 bytes).
-const ZERO_SCAN_CHUNK: usize = 256;
+/// `aligned_byte_mask(n)` on a little-endian machine: the low `n` bytes of
+/// a word set (`n < 8`).
+fn aligned_byte_mask(n: usize) -> u64 {
+    (1u64 << (8 * n)) - 1
+}
 
-/// [`strncpy_from_user`]'s chunk size: chunks end on multiples of it, so on real memory (pages
-/// are a multiple of 64 bytes) a chunk never crosses a page.
-const CHUNK: usize = 64;
+/// One 8-byte user word at `addr` (any alignment), or `None` if any byte of
+/// it cannot be read: `unsafe_get_user` of an `unsigned long`.
+fn read_word(addr: usize) -> Option<u64> {
+    guarded::read_value::<[u8; WORD], _>(Backend::Guarded, addr, u64::from_le_bytes).ok()
+}
 
-/// The length of the chunk at `addr` with `remaining` bytes to go.
-fn chunk_len(addr: usize, remaining: usize) -> usize {
-    (CHUNK - addr % CHUNK).min(remaining)
+/// One user byte, or `None` if it cannot be read.
+fn read_byte(addr: usize) -> Option<u8> {
+    guarded::read_value::<u8, _>(Backend::Guarded, addr, |b| b).ok()
+}
+
+/// Where a string at `src` must end: [`USER_LIMIT`], or the start of
+/// system space for a `src` below it. `None` if `src` is at or past that
+/// end, or inside system space.
+fn string_limit(src: usize) -> Option<usize> {
+    let (start, end) = system_space();
+    if (start..end).contains(&src) {
+        return None;
+    }
+    let limit = if src < start {
+        start.min(USER_LIMIT)
+    } else {
+        USER_LIMIT
+    };
+    (src < limit).then_some(limit)
 }

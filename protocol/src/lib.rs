@@ -10,9 +10,27 @@
 //! # Statuses
 //!
 //! Every IOCTL may also fail with `STATUS_INVALID_DEVICE_REQUEST` (unknown
-//! code, or a code sent with the wrong transfer method). A failed request
-//! writes nothing and leaves the device state unchanged; its `Information`
-//! is 0. The rules shared by all IOCTLs:
+//! code, or a code sent with the wrong transfer method). What a failed
+//! request leaves behind:
+//!
+//! - its `Information` is 0;
+//! - it writes nothing to the output buffer, except when the failure is
+//!   the write of the reply itself (the output is not writable, or stops
+//!   being writable): then the bytes of the reply before the first byte
+//!   that could not be written may be in the buffer, as Linux's
+//!   `copy_to_user` leaves them. For METHOD_NEITHER that write is the
+//!   driver's; for METHOD_BUFFERED it is the I/O manager's copy-back;
+//! - it leaves the device state (name, configuration, counters) unchanged,
+//!   except a METHOD_BUFFERED request that the driver completed
+//!   successfully and whose reply the I/O manager then could not copy back
+//!   (an output page that is not writable at copy-back): the driver has
+//!   acted, so its change and its count stand, and the request fails with
+//!   `STATUS_ACCESS_VIOLATION`. Windows finds an output that is read-only
+//!   from the start in its probe, before the driver runs; a page made
+//!   unwritable after that probe it finds only at copy-back.
+//!
+//! A caller that needs to know whether such a request took effect reads
+//! STATS (or GET_NAME) afterwards. The rules shared by all IOCTLs:
 //!
 //! - input shorter than the request struct: `STATUS_INVALID_PARAMETER`;
 //! - output shorter than the reply: `STATUS_BUFFER_TOO_SMALL`;
@@ -463,7 +481,11 @@ pub struct BatchReply {
 }
 
 /// STATS's output: successful requests per IOCTL since the driver loaded,
-/// and the current state. Failed requests change nothing, counters included.
+/// and the current state, as one snapshot: the name length and level are
+/// those left by exactly the requests the counters count, and
+/// `bytes_captured` is what exactly those requests captured. Failed
+/// requests change nothing, counters included (see "Statuses" for the one
+/// exception, a METHOD_BUFFERED reply that cannot be copied back).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]

@@ -42,8 +42,6 @@ macro_rules! ntstatus {
 ntstatus! {
     /// The operation completed successfully.
     STATUS_SUCCESS = 0x0000_0000,
-    /// A `PAGE_GUARD` page was touched (the guard is cleared as it is raised).
-    STATUS_GUARD_PAGE_VIOLATION = 0x8000_0001,
     /// A user address was misaligned for the type read (what `ProbeForRead` raises).
     STATUS_DATATYPE_MISALIGNMENT = 0x8000_0002,
     /// The output buffer was too small; the required size was reported.
@@ -57,12 +55,6 @@ ntstatus! {
     STATUS_IN_PAGE_ERROR = 0xC000_0006,
     /// A parameter was invalid.
     STATUS_INVALID_PARAMETER = 0xC000_000D,
-    /// Not enough virtual memory or paging file quota.
-    STATUS_NO_MEMORY = 0xC000_0017,
-    /// The process's quota was exceeded.
-    STATUS_QUOTA_EXCEEDED = 0xC000_0044,
-    /// Locking the pages would exceed the process's working-set quota.
-    STATUS_WORKING_SET_QUOTA = 0xC000_00A1,
     /// The buffer is too small to hold the data.
     STATUS_BUFFER_TOO_SMALL = 0xC000_0023,
     /// An arithmetic result overflowed.
@@ -74,6 +66,25 @@ ntstatus! {
     STATUS_NOT_SUPPORTED = 0xC000_00BB,
     /// A length was above the limit this driver accepts.
     STATUS_INVALID_BUFFER_SIZE = 0xC000_0206,
+}
+
+/// Statuses a Windows backend can see from a failed access, which
+/// [`CaptureError::from_fault`] maps to one of the statuses above: the
+/// device never completes a request with them, so they are not in
+/// [`NtStatus::ALL`] and have no [`name`](NtStatus::name).
+impl NtStatus {
+    /// A `PAGE_GUARD` page was touched (the guard is cleared as it is
+    /// raised): completed as `STATUS_ACCESS_VIOLATION`.
+    pub const STATUS_GUARD_PAGE_VIOLATION: NtStatus = NtStatus(0x8000_0001_u32.cast_signed());
+    /// Not enough virtual memory or paging-file quota: completed as
+    /// `STATUS_INSUFFICIENT_RESOURCES`.
+    pub const STATUS_NO_MEMORY: NtStatus = NtStatus(0xC000_0017_u32.cast_signed());
+    /// The process's quota was exceeded: completed as
+    /// `STATUS_INSUFFICIENT_RESOURCES`.
+    pub const STATUS_QUOTA_EXCEEDED: NtStatus = NtStatus(0xC000_0044_u32.cast_signed());
+    /// Locking the pages would exceed the process's working-set quota:
+    /// completed as `STATUS_INSUFFICIENT_RESOURCES`.
+    pub const STATUS_WORKING_SET_QUOTA: NtStatus = NtStatus(0xC000_00A1_u32.cast_signed());
 }
 
 impl NtStatus {

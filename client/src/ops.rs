@@ -64,6 +64,9 @@ pub fn describe(status: NtStatus) -> &'static str {
         NtStatus::STATUS_ACCESS_VIOLATION => {
             "a buffer or embedded pointer is not accessible user memory"
         }
+        NtStatus::STATUS_IN_PAGE_ERROR => {
+            "a page of a user buffer could not be read in (an I/O error behind it)"
+        }
         NtStatus::STATUS_INVALID_PARAMETER => "the input is malformed or too short",
         NtStatus::STATUS_BUFFER_TOO_SMALL => "the output buffer is too small for the reply",
         NtStatus::STATUS_INTEGER_OVERFLOW => "a count or length sum overflows",

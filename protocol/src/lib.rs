@@ -36,6 +36,8 @@
 //! - output shorter than the reply: `STATUS_BUFFER_TOO_SMALL`;
 //! - an input or embedded pointer that is not user memory, or faults:
 //!   `STATUS_ACCESS_VIOLATION`;
+//! - an input or embedded pointer to user memory whose page could not be
+//!   read in (an I/O error of the file behind it): `STATUS_IN_PAGE_ERROR`;
 //! - a pointer misaligned for the type it points at:
 //!   `STATUS_DATATYPE_MISALIGNMENT`;
 //! - a count whose byte size overflows: `STATUS_INTEGER_OVERFLOW`;

@@ -25,7 +25,7 @@ use crate::transport::{Error, Transport};
 /// Which device to talk to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TransportKind {
-    /// The simulated device in this process (Linux).
+    /// The simulated device in this process (Linux, and Windows x64).
     Sim,
     /// usercap.sys through `\\.\UserCap` (Windows).
     Windows,
@@ -182,9 +182,9 @@ pub enum NameAction {
 /// If the transport cannot be opened here.
 pub fn open(kind: TransportKind) -> Result<Box<dyn Transport>, Error> {
     match kind {
-        #[cfg(unix)]
+        #[cfg(any(unix, all(windows, target_arch = "x86_64")))]
         TransportKind::Sim => Ok(Box::new(crate::sim::SimTransport::new())),
-        #[cfg(not(unix))]
+        #[cfg(not(any(unix, all(windows, target_arch = "x86_64"))))]
         TransportKind::Sim => Err(Error::Unavailable(
             "the simulated device runs on Linux (it models faults with the host's signals); \
              use --transport windows",

@@ -357,7 +357,7 @@ pub fn run(transport: &dyn Transport, rounds: u32, out: &mut dyn Write, err: &mu
     u8::from(captured.past_bound != 0)
 }
 
-#[cfg(unix)]
+#[cfg(any(unix, all(windows, target_arch = "x86_64")))]
 #[allow(
     clippy::unnecessary_wraps,
     reason = "None on platforms without the simulated device"
@@ -367,7 +367,7 @@ fn naive_race(rounds: u32) -> Option<Result<RaceTally, String>> {
     Some(race_sum(&naive, rounds))
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, all(windows, target_arch = "x86_64"))))]
 fn naive_race(_: u32) -> Option<Result<RaceTally, String>> {
     None
 }

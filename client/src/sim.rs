@@ -1,13 +1,14 @@
 //! The `sim` transport: usercap's device in this process, behind the model
 //! of the Windows I/O manager, over this process's real memory. User
 //! buffers are real pages; bad pointers really fault and are caught by the
-//! exception-table copy; racing threads are real threads.
+//! platform's guarded copy (the exception table on Linux, SEH scope tables
+//! on Windows); racing threads are real threads.
 
 use usercap::AddressSpace;
 use usercap_device::io::{Driver, Irp};
 use usercap_device::{Device, Request};
 use usercap_host::naive::NaiveSum;
-use usercap_host::{HostSpace, IoManager, Ioctl};
+use usercap_host::{IoManager, Ioctl};
 use usercap_protocol::IOCTL_SUM;
 
 use crate::transport::{Call, Error, Outcome, Transport};
@@ -15,10 +16,23 @@ use crate::transport::{Call, Error, Outcome, Transport};
 /// The simulated device.
 pub type SimDevice = Device<parking_lot::RawMutex>;
 
+/// The requester's address space of the simulated device: `HostSpace` on
+/// Linux (exception-table fixups on signals), `SehSpace` on Windows (SEH
+/// scope tables; under Wine on Linux too). Both probe against the model's
+/// user range and write only into its `UserMemory`.
+#[cfg(unix)]
+pub type PlatformSpace = usercap_host::HostSpace;
+/// The requester's address space of the simulated device: `HostSpace` on
+/// Linux (exception-table fixups on signals), `SehSpace` on Windows (SEH
+/// scope tables; under Wine on Linux too). Both probe against the model's
+/// user range and write only into its `UserMemory`.
+#[cfg(windows)]
+pub type PlatformSpace = usercap_seh::SehSpace;
+
 /// A driver behind the I/O manager model, and the requester's address space.
 pub struct SimTransport<D: Driver = SimDevice> {
     driver: D,
-    space: HostSpace,
+    space: PlatformSpace,
 }
 
 impl Default for SimTransport {
@@ -40,7 +54,7 @@ impl<D: Driver> SimTransport<D> {
     pub fn with_driver(driver: D) -> Self {
         Self {
             driver,
-            space: HostSpace::new(),
+            space: PlatformSpace::new(),
         }
     }
 

@@ -8,8 +8,9 @@
 //! - `windows`: `\\.\UserCap` (or the device interface) and
 //!   `NtDeviceIoControlFile`, the native call under `DeviceIoControl`, which
 //!   returns the exact NTSTATUS and `Information`;
-//! - `sim`: the in-process model: `IoManager` + `Device` on `HostSpace`,
-//!   real memory with real faults.
+//! - `sim`: the in-process model: `IoManager` + `Device` on `HostSpace`
+//!   (Linux) or `SehSpace` (Windows, and the Windows ABI under Wine), real
+//!   memory with real faults.
 
 use core::fmt;
 
@@ -175,16 +176,29 @@ impl Pages {
     }
 }
 
-#[cfg(unix)]
+/// The client's user pages: `usercap_host::UserMemory` on Unix,
+/// `usercap_seh::UserMemory` on Windows. Both are regions of the model's
+/// reserved user range that no Rust reference covers, read and written
+/// through the guarded copy, so racing threads and the device touching the
+/// same bytes is defined behaviour and a page the client made inaccessible
+/// gives an error, not a crash. The same memory serves the `windows`
+/// transport: `DeviceIoControl` takes its addresses like any other.
+#[cfg(any(unix, all(windows, target_arch = "x86_64")))]
 mod imp {
+    #[cfg(unix)]
     use usercap_host::{Prot, UserMemory};
+    #[cfg(windows)]
+    use usercap_seh::{Prot, UserMemory};
 
     use super::{Access, Error};
 
     pub struct Pages(UserMemory);
 
     pub fn page_size() -> usize {
-        usercap_host::guarded::page_size()
+        #[cfg(unix)]
+        return usercap_host::guarded::page_size();
+        #[cfg(windows)]
+        return usercap_seh::page_size();
     }
 
     impl Pages {
@@ -220,150 +234,6 @@ mod imp {
             self.0
                 .protect(offset, len, prot)
                 .map_err(|e| Error::Memory(e.to_string()))
-        }
-    }
-}
-
-#[cfg(windows)]
-mod imp {
-    use core::sync::atomic::{AtomicU8, Ordering};
-
-    use windows_sys::Win32::System::Memory::{
-        MEM_COMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE,
-        VirtualAlloc, VirtualFree, VirtualProtect,
-    };
-    use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
-
-    use super::{Access, Error};
-
-    /// Committed pages from `VirtualAlloc`, owned by this value. Rust never
-    /// holds a reference into them: every access is an atomic byte access
-    /// through a raw pointer, so racing threads and the device reading the
-    /// same bytes is defined behaviour.
-    pub struct Pages {
-        base: usize,
-        len: usize,
-    }
-
-    pub fn page_size() -> usize {
-        let mut info = SYSTEM_INFO::default();
-        // SAFETY: `info` is a valid, writable SYSTEM_INFO; GetSystemInfo only fills it.
-        unsafe { GetSystemInfo(&raw mut info) };
-        usize::try_from(info.dwPageSize).unwrap_or(4096)
-    }
-
-    impl Pages {
-        pub fn new(len: usize) -> Result<Self, Error> {
-            let page = page_size();
-            let len = len.div_ceil(page).saturating_mul(page);
-            // SAFETY: a fresh reservation at an address of the OS's choosing;
-            // no existing memory is affected.
-            let base = unsafe {
-                VirtualAlloc(
-                    core::ptr::null(),
-                    len,
-                    MEM_COMMIT | MEM_RESERVE,
-                    PAGE_READWRITE,
-                )
-            };
-            if base.is_null() {
-                return Err(Error::Memory(format!(
-                    "VirtualAlloc of {len} bytes failed: {}",
-                    std::io::Error::last_os_error()
-                )));
-            }
-            Ok(Self {
-                base: base as usize,
-                len,
-            })
-        }
-        pub fn addr(&self) -> usize {
-            self.base
-        }
-        pub fn len(&self) -> usize {
-            self.len
-        }
-        fn byte(&self, offset: usize) -> &AtomicU8 {
-            // SAFETY: callers check `offset < self.len`; the pages are
-            // committed for as long as `self` lives, `AtomicU8` has the
-            // alignment and size of `u8`, and all accesses to these pages
-            // from Rust are atomic.
-            unsafe { AtomicU8::from_ptr((self.base + offset) as *mut u8) }
-        }
-        pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
-            self.require(offset, bytes.len(), Access::ReadWrite)?;
-            for (i, &b) in bytes.iter().enumerate() {
-                self.byte(offset + i).store(b, Ordering::Relaxed);
-            }
-            Ok(())
-        }
-        pub fn read(&self, offset: usize, len: usize) -> Result<Vec<u8>, Error> {
-            self.require(offset, len, Access::Read)?;
-            Ok((0..len)
-                .map(|i| self.byte(offset + i).load(Ordering::Relaxed))
-                .collect())
-        }
-        /// Pages this client protected are tracked nowhere else, so a
-        /// client-side access to a guard page is refused here rather than
-        /// faulting.
-        fn require(&self, offset: usize, len: usize, need: Access) -> Result<(), Error> {
-            use windows_sys::Win32::System::Memory::{MEMORY_BASIC_INFORMATION, VirtualQuery};
-            let page = page_size();
-            let mut at = offset - offset % page;
-            while at < offset + len {
-                let mut info = MEMORY_BASIC_INFORMATION::default();
-                // SAFETY: `info` is a valid out-parameter of the size passed.
-                let got = unsafe {
-                    VirtualQuery(
-                        (self.base + at) as *const _,
-                        &raw mut info,
-                        core::mem::size_of::<MEMORY_BASIC_INFORMATION>(),
-                    )
-                };
-                let ok = got != 0
-                    && match need {
-                        Access::ReadWrite => info.Protect == PAGE_READWRITE,
-                        Access::Read => {
-                            info.Protect == PAGE_READWRITE || info.Protect == PAGE_READONLY
-                        }
-                        Access::None => true,
-                    };
-                if !ok {
-                    return Err(Error::Memory(format!(
-                        "page at offset {at:#x} is not accessible"
-                    )));
-                }
-                at += page;
-            }
-            Ok(())
-        }
-        pub fn protect(&self, offset: usize, len: usize, access: Access) -> Result<(), Error> {
-            let protect = match access {
-                Access::None => PAGE_NOACCESS,
-                Access::Read => PAGE_READONLY,
-                Access::ReadWrite => PAGE_READWRITE,
-            };
-            let mut old = 0;
-            // SAFETY: the range lies within pages this value owns (checked by
-            // the caller); no Rust reference points into them.
-            let ok = unsafe {
-                VirtualProtect((self.base + offset) as *const _, len, protect, &raw mut old)
-            };
-            if ok == 0 {
-                return Err(Error::Memory(format!(
-                    "VirtualProtect failed: {}",
-                    std::io::Error::last_os_error()
-                )));
-            }
-            Ok(())
-        }
-    }
-
-    impl Drop for Pages {
-        fn drop(&mut self) {
-            // SAFETY: `base` came from VirtualAlloc and is released once, here;
-            // size 0 is required with MEM_RELEASE.
-            unsafe { VirtualFree(self.base as *mut _, 0, MEM_RELEASE) };
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The command line, the output formats, and the attack suite's ability to
 //! fail: against a device whose SUM double-fetches, it must report failures.
-#![cfg(unix)]
+#![cfg(any(unix, all(windows, target_arch = "x86_64")))]
 
 use std::time::{Duration, Instant};
 
@@ -17,9 +17,23 @@ fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("usercap").chain(args.iter().copied()))
 }
 
+/// What a missing device says: the transport is not built off Windows,
+/// and on Windows (or under Wine) `\\.\UserCap` cannot be opened.
+const NO_DEVICE: &str = if cfg!(windows) {
+    "cannot open the usercap device"
+} else {
+    "needs Windows"
+};
+
 /// Runs a command line: its exit code, standard output and standard error.
+/// Without `--transport` it runs on the simulated device, which is the
+/// default off Windows and not on it.
 fn run_streams(args: &[&str]) -> (u8, String, String) {
-    let cli = parse(args).expect("valid arguments");
+    let mut args = args.to_vec();
+    if !args.contains(&"--transport") {
+        args.splice(0..0, ["--transport", "sim"]);
+    }
+    let cli = parse(&args).expect("valid arguments");
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = run(&cli, &mut out, &mut err);
     (
@@ -40,7 +54,15 @@ fn run_args(args: &[&str]) -> (u8, String) {
 fn arguments_parse_naturally() {
     let cli = parse(&["sum", "1", "2", "3"]).unwrap();
     assert!(matches!(cli.command, Command::Sum { ref values } if values == &[1, 2, 3]));
-    assert_eq!(cli.transport, TransportKind::Sim);
+    assert_eq!(cli.transport, TransportKind::platform_default());
+    assert_eq!(
+        TransportKind::platform_default(),
+        if cfg!(windows) {
+            TransportKind::Windows
+        } else {
+            TransportKind::Sim
+        }
+    );
     assert!(!cli.json);
     let cli = parse(&["--json", "name", "set", "x"]).unwrap();
     assert!(cli.json);
@@ -184,7 +206,7 @@ fn errors_go_to_standard_error_in_text_and_json() {
     // No device: exit 3, in text and JSON.
     let (code, out, err) = run_streams(&["--transport", "windows", "stats"]);
     assert_eq!((code, out.as_str()), (3, ""));
-    assert!(err.contains("needs Windows"), "{err}");
+    assert!(err.contains(NO_DEVICE), "{err}");
     let (code, out, err) = run_streams(&["--json", "--transport", "windows", "stats"]);
     assert_eq!((code, out.as_str()), (3, ""));
     let json: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
@@ -197,7 +219,7 @@ fn errors_go_to_standard_error_in_text_and_json() {
             .collect();
         let (code, out, err) = run_streams(&args);
         assert_eq!((code, out.as_str()), (3, ""), "{args:?}");
-        assert!(err.contains("needs Windows"), "{args:?}: {err}");
+        assert!(err.contains(NO_DEVICE), "{args:?}: {err}");
     }
 }
 

@@ -1,17 +1,23 @@
-//! The protocol's failure contract on `HostSpace`: the same check as
-//! `usercap-device`'s on `SimSpace` (`usercap_device::io::contract`), on
-//! real pages with real protections and real faults, with the device and
-//! the lock the client's `sim` transport uses. A Windows backend plugs in
-//! the same way: implement `Backend` over its pages and call `check`.
-#![cfg(unix)]
+//! The protocol's failure contract on the platform's real backend,
+//! `HostSpace` on Linux and `SehSpace` on Windows (run under Wine here):
+//! the same check as `usercap-device`'s on `SimSpace`
+//! (`usercap_device::io::contract`), on real pages with real protections
+//! and real faults, with the device and the lock the client's `sim`
+//! transport uses.
+#![cfg(any(unix, all(windows, target_arch = "x86_64")))]
 
+use usercap_client::sim::PlatformSpace;
 use usercap_client::sim::SimDevice;
 use usercap_device::io::contract::{self, Backend, PageAccess};
-use usercap_host::{HostSpace, Prot, UserMemory};
+#[cfg(unix)]
+use usercap_host::{Prot, UserMemory, guarded::page_size};
+#[cfg(windows)]
+use usercap_seh::{Prot, UserMemory, page_size};
 
-/// `HostSpace` as a contract backend: one `UserMemory` region per map.
+/// The platform's space as a contract backend: one `UserMemory` region per
+/// map.
 struct Host {
-    space: HostSpace,
+    space: PlatformSpace,
     regions: Vec<UserMemory>,
 }
 
@@ -25,14 +31,14 @@ impl Host {
 }
 
 impl Backend for Host {
-    type Space = HostSpace;
+    type Space = PlatformSpace;
 
-    fn space(&self) -> &HostSpace {
+    fn space(&self) -> &PlatformSpace {
         &self.space
     }
 
     fn page_size(&self) -> usize {
-        usercap_host::guarded::page_size()
+        page_size()
     }
 
     fn map(&mut self, pages: &[(PageAccess, u8)]) -> Result<usize, String> {
@@ -74,9 +80,9 @@ impl Backend for Host {
 }
 
 #[test]
-fn failed_requests_keep_the_failure_contract_on_host_space() {
+fn failed_requests_keep_the_failure_contract_on_the_platform_space() {
     let mut host = Host {
-        space: HostSpace::new(),
+        space: PlatformSpace::new(),
         regions: Vec::new(),
     };
     let device = SimDevice::new();

@@ -8,7 +8,7 @@
 //! in `cli.rs`; the others use handlers written here. The bugs only bite
 //! when the racing writer lands between the two fetches, so each test keeps
 //! running its row (bounded) until it fails.
-#![cfg(unix)]
+#![cfg(any(unix, all(windows, target_arch = "x86_64")))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,16 +18,21 @@ use usercap::{
     AddressSpace, DEFAULT_PROBE_LIMIT, NtStatus, UserSlice, UserWriter, check_user_range,
 };
 use usercap_client::attack::{INCONCLUSIVE, Options, run_suite};
+use usercap_client::sim::PlatformSpace;
 use usercap_client::sim::SimDevice;
 use usercap_client::transport::{Call, Error, Outcome, Transport};
 use usercap_device::io::{Driver, Irp};
 use usercap_device::{Buffers, Completion, Request};
-use usercap_host::{HostSpace, IoManager, Ioctl, UserMemory};
+#[cfg(unix)]
+use usercap_host::UserMemory;
+use usercap_host::{IoManager, Ioctl};
 use usercap_protocol::{
     BatchReply, BatchRequest, Checksum, IOCTL_BATCH, IOCTL_CONFIGURE, IOCTL_SET_NAME, IOCTL_SUM,
     MAX_BATCH_BYTES, MAX_NAME_BYTES, Segment, SetNameRequest, SumReply, SumRequest,
     WireUnicodeString,
 };
+#[cfg(windows)]
+use usercap_seh::UserMemory;
 
 /// How long each test may race before it gives up on catching the bug.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -40,7 +45,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 struct Broken<H> {
     device: SimDevice,
     handler: H,
-    space: HostSpace,
+    space: PlatformSpace,
     user_input: AtomicUsize,
 }
 
@@ -93,7 +98,7 @@ fn broken<H>(handler: H) -> Broken<H> {
     Broken {
         device: SimDevice::new(),
         handler,
-        space: HostSpace::new(),
+        space: PlatformSpace::new(),
         user_input: AtomicUsize::new(0),
     }
 }

@@ -22,7 +22,13 @@ rustup target add x86_64-pc-windows-gnu >/dev/null
 export WINEPREFIX="$root/target/wine-prefix"
 export WINEDEBUG="fixme-all,err-winediag,err-systray"
 export WINEDLLOVERRIDES="mscoree,mshtml="
-export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
+# Debian's `wine` wrapper nags about wine32 on every start; the 64-bit
+# loader behind it runs the same binaries without that.
+if [ -x /usr/lib/wine/wine64 ]; then
+  export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=/usr/lib/wine/wine64
+else
+  export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
+fi
 rm -rf "$WINEPREFIX"
 mkdir -p "$root/target"
 wineboot -i >/dev/null 2>&1

@@ -110,6 +110,10 @@ pub(crate) const fn system_buffer(input_len: usize, output_len: usize) -> Option
 /// # Errors
 /// `AccessViolation` (null, below 64 KiB, past the probe limit, wrapping),
 /// `Misaligned`, `Invalid` (bad `align`), `TooLarge` (above `u32::MAX`).
+#[cfg_attr(
+    not(feature = "probe-and-lock"),
+    allow(dead_code, reason = "the probe-and-lock backend's; tested on every host")
+)]
 pub(crate) const fn user_access(
     addr: usize,
     len: usize,
@@ -206,6 +210,10 @@ pub(crate) const fn is_out_of_resources(status: i32) -> bool {
 /// invalid or completed request, the wrong thread): all mean "this range
 /// could not be accessed", which the protocol documents as
 /// `STATUS_ACCESS_VIOLATION`.
+#[cfg_attr(
+    not(feature = "probe-and-lock"),
+    allow(dead_code, reason = "the probe-and-lock backend's; tested on every host")
+)]
 pub(crate) const fn probe_failure(status: i32) -> CaptureError {
     CaptureError::from_fault(NtStatus(status))
 }

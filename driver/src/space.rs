@@ -4,13 +4,20 @@
 //! reads or writes memory named by a request.
 //!
 //! **User mode** (`WdfRequestGetRequestorMode` is `UserMode`): every access
-//! goes through [`probe_and_lock`], the framework's guarded probe
-//! (`WdfRequestProbeAndLockUserBufferForRead/ForWrite`), then one copy from
-//! or to the locked pages' system mapping. That module is the whole user
-//! path: it applies the probe rules, the speculation barrier, the framework
-//! call and the copy, and nothing else in the crate touches it, so another
-//! user-memory backend can replace it behind a cargo feature without
-//! changing this file's shape.
+//! goes through one of two backends, chosen at build time, each the whole
+//! user path (the probe rules, the speculation barrier, the guarded access)
+//! with the same two entry points:
+//!
+//! - `seh` (the default): `usercap-seh`'s `SehSpace`, one SEH-guarded copy
+//!   straight between the user address and the kernel buffer, as Linux's
+//!   `copy_from_user` does;
+//! - `probe_and_lock` (cargo feature `probe-and-lock`): the framework's
+//!   guarded probe (`WdfRequestProbeAndLockUserBufferForRead/ForWrite`),
+//!   then one copy from or to the locked pages' system mapping.
+//!
+//! Both map a failure through `usercap::CaptureError::from_fault`, so a
+//! fault completes with the same status on either. The trade-off is in the
+//! `seh` module's docs and docs/windows.md.
 //!
 //! **Kernel mode** (any other requestor mode): the request came from a kernel
 //! component, whose buffers are kernel memory; Windows does not probe them and
@@ -20,7 +27,14 @@
 //! does: a kernel driver that sends usercap a bad pointer with `KernelMode`
 //! crashes the machine, as it would with any Windows driver.
 
+#[cfg(feature = "probe-and-lock")]
 mod probe_and_lock;
+#[cfg(feature = "probe-and-lock")]
+use probe_and_lock as user;
+#[cfg(not(feature = "probe-and-lock"))]
+mod seh;
+#[cfg(not(feature = "probe-and-lock"))]
+use seh as user;
 
 use core::ptr;
 
@@ -84,7 +98,7 @@ impl AddressSpace for KmdfSpace {
 
     fn read(&self, src: usize, dst: &mut [u8], align: usize) -> Result<(), CaptureError> {
         match self.mode {
-            Mode::User => probe_and_lock::read(self.request, src, dst, align),
+            Mode::User => user::read(self.request, src, dst, align),
             Mode::Kernel => {
                 let Some(len) = plan::kernel_access(src, dst.len())? else {
                     return Ok(());
@@ -106,7 +120,7 @@ impl AddressSpace for KmdfSpace {
 
     fn write(&self, dst: usize, src: &[u8], align: usize) -> Result<(), CaptureError> {
         match self.mode {
-            Mode::User => probe_and_lock::write(self.request, dst, src, align),
+            Mode::User => user::write(self.request, dst, src, align),
             Mode::Kernel => {
                 let Some(len) = plan::kernel_access(dst, src.len())? else {
                     return Ok(());

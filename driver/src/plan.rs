@@ -112,7 +112,10 @@ pub(crate) const fn system_buffer(input_len: usize, output_len: usize) -> Option
 /// `Misaligned`, `Invalid` (bad `align`), `TooLarge` (above `u32::MAX`).
 #[cfg_attr(
     not(feature = "probe-and-lock"),
-    allow(dead_code, reason = "the probe-and-lock backend's; tested on every host")
+    allow(
+        dead_code,
+        reason = "the probe-and-lock backend's; tested on every host"
+    )
 )]
 pub(crate) const fn user_access(
     addr: usize,
@@ -212,7 +215,10 @@ pub(crate) const fn is_out_of_resources(status: i32) -> bool {
 /// `STATUS_ACCESS_VIOLATION`.
 #[cfg_attr(
     not(feature = "probe-and-lock"),
-    allow(dead_code, reason = "the probe-and-lock backend's; tested on every host")
+    allow(
+        dead_code,
+        reason = "the probe-and-lock backend's; tested on every host"
+    )
 )]
 pub(crate) const fn probe_failure(status: i32) -> CaptureError {
     CaptureError::from_fault(NtStatus(status))

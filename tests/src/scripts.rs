@@ -20,8 +20,8 @@
 //! - windows.yml ([`check_workflow`]): `WindowsSdkBinPath` is exported from
 //!   the SDK package (wdk-build adds signtool to PATH only through it); a
 //!   `cargo make` step overrides `RUSTFLAGS` without `-D warnings`, keeping
-//!   the static CRT; the driver is linted with `-D warnings` and its unit
-//!   tests run.
+//!   the static CRT; the driver is linted with `-D warnings` with and
+//!   without `--features probe-and-lock`, and its unit tests run.
 
 use crate::{Problem, Rule, problem};
 
@@ -263,14 +263,23 @@ pub fn check_workflow(workflow: &str) -> Vec<Problem> {
             )),
         }
     }
-    let runs = |needles: &[&str]| {
-        all.iter()
-            .any(|s| s.lines().any(|l| needles.iter().all(|n| l.contains(n))))
+    let runs_line = |ok: &dyn Fn(&str) -> bool| all.iter().any(|s| s.lines().any(ok));
+    let runs = |needles: &[&str]| runs_line(&|l: &str| needles.iter().all(|n| l.contains(n)));
+    let lints = |l: &str| {
+        l.contains("cargo clippy") && l.contains("-p usercap-driver") && l.contains("-D warnings")
     };
-    if !runs(&["cargo clippy", "-p usercap-driver", "-D warnings"]) {
+    // Both user-memory backends: the default (usercap-seh) and the
+    // probe-and-lock feature, each a different set of lines.
+    if !runs_line(&|l: &str| lints(l) && !l.contains("--features")) {
         out.push(problem(
             Rule::Workflow,
-            "no step lints the driver with cargo clippy -p usercap-driver .. -D warnings",
+            "no step lints the driver's default build with cargo clippy -p usercap-driver .. -D warnings",
+        ));
+    }
+    if !runs_line(&|l: &str| lints(l) && l.contains("--features probe-and-lock")) {
+        out.push(problem(
+            Rule::Workflow,
+            "no step lints the driver's probe-and-lock build with -D warnings",
         ));
     }
     if !runs(&["cargo test", "-p usercap-driver"]) {

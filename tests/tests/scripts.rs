@@ -229,6 +229,16 @@ fn the_driver_is_linted_and_tested_on_windows() {
         Rule::Workflow,
         "driver clippy without -D warnings",
     );
+    let one_backend = mutate(
+        &workflow(),
+        "run: cargo clippy -p usercap-driver --all-targets --features probe-and-lock -- -D warnings",
+        "run: cargo clippy -p usercap-driver --all-targets --features probe-and-lock",
+    );
+    assert_caught(
+        &check_workflow(&one_backend),
+        Rule::Workflow,
+        "the probe-and-lock build not linted",
+    );
     let untested = mutate(
         &workflow(),
         "run: cargo test -p usercap-driver",

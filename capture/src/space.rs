@@ -2,8 +2,10 @@
 //!
 //! An [`AddressSpace`] is the only thing in usercap that touches user memory.
 //! Backends implement it: `SimSpace` (simulated, in this crate), `HostSpace`
-//! (this process's real memory with a fault-guarded copy, in `usercap-host`)
-//! and `KmdfSpace` (the framework's probe-and-lock, in the driver).
+//! (this process's real memory with a fault-guarded copy, in `usercap-host`),
+//! `SehSpace` (the Windows SEH-guarded copy, in `usercap-seh`) and
+//! `KmdfSpace` (the driver's, over `SehSpace` or the framework's
+//! probe-and-lock).
 //!
 //! In [`Mode::User`] every backend applies the same rules, in this order, and
 //! [`check_user_range`] implements rules 2 to 4 so that no backend can spell

@@ -8,11 +8,12 @@ min="${MIN_TESTS:?set MIN_TESTS}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # A test binary that hangs under Wine must not hold CI to its 90 minutes.
-timeout "${LANE_TIMEOUT:-1200}" cargo test --target x86_64-pc-windows-gnu "$@" 2>&1 | tee "$log" \
+timeout "${LANE_TIMEOUT:-1200}" cargo test --no-fail-fast --target x86_64-pc-windows-gnu "$@" 2>&1 | tee "$log" \
   | grep -E '^\s+(Running|Doc-tests)|^test result:|^error' || true
 status="${PIPESTATUS[0]}"
 if [ "$status" != 0 ]; then
-  echo "wine lane: cargo test failed (status $status)" >&2
+  echo "wine lane: cargo test failed (status $status); the failures:" >&2
+  grep -E -A30 '^failures:|panicked at|^error' "$log" | head -n 200 >&2 || true
   exit 1
 fi
 binaries=$(grep -cE '^\s+(Running|Doc-tests) ' "$log" || true)

@@ -136,11 +136,15 @@ fn driver_sources() -> Vec<(String, String)> {
             if path.is_dir() {
                 walk(&path, root, out);
             } else if path.extension().is_some_and(|e| e == "rs") {
+                // `/`-separated on every OS (Windows displays `\`), as the
+                // checks name the files.
                 let name = path
                     .strip_prefix(root)
                     .expect("under the root")
-                    .display()
-                    .to_string();
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
                 let text = std::fs::read_to_string(&path).expect("readable source");
                 out.push((name, text));
             }

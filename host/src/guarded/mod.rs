@@ -134,20 +134,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod arch;
 mod memory;
+mod reservation;
 mod system;
 mod vm;
 
-pub use memory::{Prot, UserMemory};
+pub(crate) use memory::is_user_range_in;
+pub use memory::{Prot, USER_RANGE_LEN, UserMemory, is_user_range, user_range};
+pub(crate) use system::SystemPages;
 pub use system::{
     MAX_KERNEL_BUFFER_LEN, MAX_KERNEL_BUFFERS, SYSTEM_SPACE_LEN, is_kernel_range, system_space,
 };
-pub(crate) use system::{SystemPages, is_kernel_range_in};
 
 /// Which copy implementation to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// Exception-table routines; only on `x86_64` Linux, elsewhere (or once
-    /// the handler gave a signal back) this is the same as
+    /// Exception-table routines; only on `x86_64` Linux, elsewhere (or if
+    /// the handler could not be installed) this is the same as
     /// [`Backend::ProcessVmReadv`].
     #[default]
     Guarded,
@@ -324,11 +326,98 @@ pub(crate) fn mask_user_range_in(
     }
 }
 
+/// Probe rule 5 as [`HostSpace`](crate::HostSpace) applies it: returns
+/// `addr` if `[addr, addr + len)` lies inside the [user range](user_range)
+/// and ends at or below `limit`; otherwise 0, the null page.
+///
+/// The same branch-free data dependency as [`mask_user_range`] (see there
+/// for why): the caller rejected such ranges with ordinary branches, and
+/// this makes the address the copy loads from depend on the answer, so a
+/// mispredicted check cannot feed a speculative load from kernel memory.
+/// Here kernel memory is everything outside the user range, so the check is
+/// one range test where `mask_user_range` has two: with
+/// `top = min(end, limit)`, `addr - start <= top - start - len`, computed
+/// modulo 2^64 from bounds that do not depend on `addr`, so the copy waits
+/// three instructions for the mask (a `mov`, a `sub` and a `cmp` before one
+/// `cmov`). A window too small for `len` (or no user range yet) becomes
+/// `start = 0, top - start - len = 0`, which only `addr = 0` passes: the null
+/// page either way.
+///
+/// A `len` of 0 is checked as 1.
+///
+/// On targets other than `x86_64` it returns `addr` after a compiler fence,
+/// as [`mask_user_range`] does.
+#[inline]
+#[must_use]
+pub fn mask_to_user_range(addr: usize, len: usize, limit: usize) -> usize {
+    mask_to_user_range_in(addr, len, limit, user_range())
+}
+
+/// [`mask_to_user_range`] against user-range bounds the caller has already
+/// loaded for its branchy check, so that both use the same load.
+#[inline]
+#[must_use]
+pub(crate) fn mask_to_user_range_in(
+    addr: usize,
+    len: usize,
+    limit: usize,
+    (start, end): (usize, usize),
+) -> usize {
+    let len = len.max(1);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let masked: usize;
+        // SAFETY: register arithmetic only: no memory access, no stack, no
+        // flags or registers live across it other than the declared
+        // operands (`pure, nomem, nostack`; flags are clobbered, which
+        // `asm!` assumes without `preserves_flags`).
+        unsafe {
+            core::arch::asm!(
+                // What does not depend on `addr` first.
+                "xor {zero:e}, {zero:e}",
+                // top = min(end, limit)
+                "cmp {top}, {limit}",
+                "cmova {top}, {limit}",
+                // room = top - start - len, the largest offset of an
+                // accepted range from `start`; if top < start or the window
+                // is shorter than len, start = room = 0.
+                "sub {top}, {start}",
+                "cmovb {top}, {zero}",
+                "sub {top}, {len}",
+                "cmovb {top}, {zero}",
+                "cmovb {start}, {zero}",
+                // The three instructions that wait for `addr`, and the cmov.
+                "mov {d}, {addr}",
+                "sub {d}, {start}",
+                "cmp {d}, {top}",
+                "cmova {addr}, {zero}",
+                addr = inout(reg) addr => masked,
+                len = in(reg) len,
+                limit = in(reg) limit,
+                start = inout(reg) start => _,
+                top = inout(reg) end => _,
+                zero = out(reg) _,
+                d = out(reg) _,
+                options(pure, nomem, nostack),
+            );
+        }
+        masked
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (len, limit, start, end);
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        addr
+    }
+}
+
 /// Copies `dst.len()` bytes from the untrusted address `src` into `dst`.
 ///
 /// Returns the number of bytes **not** copied (0 on success); the copied
 /// bytes are the prefix `dst[..dst.len() - ret]` and the rest of `dst` is
-/// left untouched (not zero-filled). Never crashes on a bad `src`.
+/// left untouched (not zero-filled). Never crashes on a bad `src`. See the
+/// module docs for what a read of memory Rust code owns assumes (a `src`
+/// that overlaps `dst` breaks it).
 #[must_use]
 #[inline]
 pub fn copy_from(dst: &mut [u8], src: usize) -> usize {
@@ -591,6 +680,14 @@ unsafe fn copy_from_raw(backend: Backend, dst: *mut u8, len: usize, src: usize) 
     let _ = backend;
     // SAFETY: forwarded from our own contract.
     unsafe { vm::read(dst, len, src) }
+}
+
+/// Whether `[src, src + len)` and `[dst, dst + len)` share a byte (`len >
+/// 0`): a read of the buffer being written (see the module docs).
+#[inline]
+#[must_use]
+pub fn overlaps(src: usize, dst: usize, len: usize) -> bool {
+    src.wrapping_sub(dst) < len || dst.wrapping_sub(src) < len
 }
 
 /// [`copy_to`] with an explicit backend.

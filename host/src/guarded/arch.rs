@@ -19,6 +19,37 @@ const SI_KERNEL: i32 = 0x80;
 /// End of the lower canonical half with 4-level paging.
 const LOWER_HALF_END: usize = 1 << 47;
 
+/// The exception table's section, with the version of its entry format
+/// (`Entry`, the `ext` macro, `inline_entry!`, and the register roles the
+/// handler reads). Every copy of this crate in one program adds its entries
+/// to the section of its format and reads all of that section: copies that
+/// share a format share one table and interpret each other's entries alike;
+/// a copy with another format never sees them. Change the format, change
+/// the version.
+macro_rules! extable {
+    () => {
+        "usercap_extable_v1"
+    };
+}
+
+/// The global name of one of the routines: `usercap_host_<major>_<minor>_`
+/// and `name`, so that two semver-incompatible copies of this crate in one
+/// program (which cargo builds as two crates) link side by side instead of
+/// colliding on the same symbols. Every label `flabel` makes inside a
+/// routine is derived from it.
+macro_rules! routine {
+    ($name:literal) => {
+        concat!(
+            "usercap_host_",
+            env!("CARGO_PKG_VERSION_MAJOR"),
+            "_",
+            env!("CARGO_PKG_VERSION_MINOR"),
+            "_",
+            $name
+        )
+    };
+}
+
 // The routines follow the SysV ABI and only touch caller-saved registers
 // (rax, rcx, rdx, rsi, rdi, xmm0 to xmm15). Register roles are fixed across all
 // of them, which is what the handler relies on: rsi = source cursor,
@@ -27,11 +58,14 @@ const LOWER_HALF_END: usize = 1 << 47;
 // end of its routine), whose fixup is either `.L<name>_bytes` (finish byte
 // by byte, so the count is exact) or `.L<name>_fail` (return rcx).
 core::arch::global_asm!(
-    r#"
+    concat!(
+        r#"
     .set .Lusercap_ext_count, 0
 
     .macro ext insn, fixup, side
-    .pushsection usercap_extable, "aR"
+    .pushsection "#,
+        extable!(),
+        r#", "aR"
     .balign 4
     .long \insn - .
     .long \fixup - .
@@ -211,68 +245,80 @@ core::arch::global_asm!(
     .endif
     .endm
 
-    .pushsection .text.usercap_guarded, "ax", @progbits
-    copy usercap_copy_from, {src}
-    copy usercap_copy_to, {dst}
-
-    // usercap_clear(rdi = dst, rsi = len) -> rax = left.
+    // clear name: the routine `name`(rdi = dst, rsi = len) -> rax = left.
+    .macro clear name
     .p2align 4
-    .globl usercap_clear
-    .hidden usercap_clear
-    .type usercap_clear, @function
-usercap_clear:
+    .globl \name
+    .hidden \name
+    .type \name, @function
+\name:
     mov rcx, rsi
     xor eax, eax
     cmp rcx, 32
-    jb .Lusercap_clear_small
+    jb .L\name\()_small
     cmp rcx, {rep}
-    ja .Lusercap_clear_rep
+    ja .L\name\()_rep
     xorps xmm0, xmm0
-.Lusercap_clear_chunk:
-    flabel usercap_clear_st0
+.L\name\()_chunk:
+    flabel \name\()_st0
     movups xmmword ptr [rdi], xmm0
-    flabel usercap_clear_st1
+    flabel \name\()_st1
     movups xmmword ptr [rdi + 16], xmm0
     add rdi, 32
     sub rcx, 32
     cmp rcx, 32
-    jae .Lusercap_clear_chunk
-.Lusercap_clear_small:
+    jae .L\name\()_chunk
+.L\name\()_small:
     cmp rcx, 8
-    jb .Lusercap_clear_bytes
-.Lusercap_clear_qword:
-    flabel usercap_clear_stq
+    jb .L\name\()_bytes
+.L\name\()_qword:
+    flabel \name\()_stq
     mov qword ptr [rdi], rax
     add rdi, 8
     sub rcx, 8
     cmp rcx, 8
-    jae .Lusercap_clear_qword
-.Lusercap_clear_bytes:
+    jae .L\name\()_qword
+.L\name\()_bytes:
     test rcx, rcx
-    jz .Lusercap_clear_done
-.Lusercap_clear_byte:
-    flabel usercap_clear_stb
+    jz .L\name\()_done
+.L\name\()_byte:
+    flabel \name\()_stb
     mov byte ptr [rdi], al
     inc rdi
     dec rcx
-    jnz .Lusercap_clear_byte
-.Lusercap_clear_done:
+    jnz .L\name\()_byte
+.L\name\()_done:
     ret
-.Lusercap_clear_rep:
-    flabel usercap_clear_rep
+.L\name\()_rep:
+    flabel \name\()_rep
     rep stosb
     ret
-.Lusercap_clear_fail:
+.L\name\()_fail:
     mov rax, rcx
     ret
-    .size usercap_clear, . - usercap_clear
-    ext usercap_clear_st0, .Lusercap_clear_bytes, {dst}
-    ext usercap_clear_st1, .Lusercap_clear_bytes, {dst}
-    ext usercap_clear_stq, .Lusercap_clear_bytes, {dst}
-    ext usercap_clear_stb, .Lusercap_clear_fail, {dst}
-    ext usercap_clear_rep, .Lusercap_clear_bytes, {dst}
+    .size \name, . - \name
+    ext \name\()_st0, .L\name\()_bytes, {dst}
+    ext \name\()_st1, .L\name\()_bytes, {dst}
+    ext \name\()_stq, .L\name\()_bytes, {dst}
+    ext \name\()_stb, .L\name\()_fail, {dst}
+    ext \name\()_rep, .L\name\()_bytes, {dst}
+    .endm
+"#,
+        r#"
+    .pushsection .text.usercap_guarded, "ax", @progbits
+    copy "#,
+        routine!("copy_from"),
+        r#", {src}
+    copy "#,
+        routine!("copy_to"),
+        r#", {dst}
+    clear "#,
+        routine!("clear"),
+        r#"
     // The end of the three routines (for the table's test).
-    flabel usercap_routines_end
+    flabel "#,
+        routine!("routines_end"),
+        r#"
     .popsection
 
     // A count, not a label difference: the latter is not an absolute
@@ -285,7 +331,9 @@ usercap_clear:
     .purgem vblock
     .purgem vblock_ext
     .purgem copy
-    "#,
+    .purgem clear
+    "#
+    ),
     rep = const REP_THRESHOLD,
     src = const SIDE_SRC,
     dst = const SIDE_DST,
@@ -311,21 +359,26 @@ impl Entry {
 }
 
 // SAFETY: the three routines are defined in the `global_asm!` above with
-// the SysV signatures declared here. The two statics are the linker's
-// bounds of the output section `usercap_extable` (GNU ld and lld define
+// the SysV signatures declared here, under the names `routine!` gives. The
+// two statics are the linker's bounds of the output section `extable!()`
+// (GNU ld and lld define
 // `__start_`/`__stop_` for every section whose name is a C identifier);
 // only their addresses are used (see `table`). `usercap_routines_end` is a
 // label, declared as a function only for its address: it is never called.
 unsafe extern "C" {
+    #[link_name = routine!("copy_from")]
     fn usercap_copy_from(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    #[link_name = routine!("copy_to")]
     fn usercap_copy_to(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    #[link_name = routine!("clear")]
     fn usercap_clear(dst: *mut u8, len: usize) -> usize;
     /// Not a function: the label after the routines, for its address.
     #[cfg(test)]
+    #[link_name = routine!("routines_end")]
     fn usercap_routines_end();
-    #[link_name = "__start_usercap_extable"]
+    #[link_name = concat!("__start_", extable!())]
     safe static EXTABLE_START: [Entry; 0];
-    #[link_name = "__stop_usercap_extable"]
+    #[link_name = concat!("__stop_", extable!())]
     safe static EXTABLE_STOP: [Entry; 0];
 }
 
@@ -334,7 +387,7 @@ unsafe extern "C" {
 fn table() -> &'static [Entry] {
     let start = EXTABLE_START.as_ptr();
     let len = EXTABLE_STOP.as_ptr().addr().saturating_sub(start.addr()) / size_of::<Entry>();
-    // SAFETY: `usercap_extable` holds nothing but `Entry` records (12
+    // SAFETY: the `extable!()` section holds nothing but `Entry` records (12
     // bytes, 4-aligned, emitted by the `ext` macro and by `load_block!`, every
     // one of them 4-aligned in a section of alignment 4, so the concatenated
     // input sections leave no padding), from `__start_` up to `__stop_`; it
@@ -565,7 +618,9 @@ const _: () = assert!(super::INLINE_VALUE_MAX == 256 && SIDE_SRC == 0);
 macro_rules! inline_entry {
     ($label:expr) => {
         concat!(
-            ".pushsection usercap_extable, \"aR\"\n",
+            ".pushsection ",
+            extable!(),
+            ", \"aR\"\n",
             ".balign 4\n",
             ".long ",
             $label,

@@ -40,12 +40,22 @@
 //!   returned `Result`, a capture slot), so a by-value capture writes each
 //!   byte once and pays no call. A fault writes nothing and just fails the
 //!   read: a capture is all or nothing, so no count is computed.
-//! * The table is one section, `usercap_extable`, that every object adds
+//! * The table is one section, `usercap_extable_v1`, that every object adds
 //!   its entries to (the routines' and each inline block's, wherever the
 //!   compiler instantiated it), flagged `SHF_GNU_RETAIN` so the linker's
 //!   garbage collection keeps it, and read between the linker-defined
-//!   `__start_usercap_extable` and `__stop_usercap_extable`, as the kernel
-//!   reads `__ex_table`.
+//!   `__start_usercap_extable_v1` and `__stop_usercap_extable_v1`, as the
+//!   kernel reads `__ex_table`. The `v1` is the version of the entry format
+//!   (the entry layout, its `side` values and the register roles the handler
+//!   reads): two copies of this crate in one program (two semver-incompatible
+//!   versions, which cargo builds as two crates) add to and read the same
+//!   table only if they agree on the format, and a change of format changes
+//!   the name, so neither handler ever misreads the other's entries. The
+//!   routines' global symbols carry the crate's major and minor version
+//!   (`usercap_host_0_1_copy_from`), so two such copies also link side by
+//!   side. Each copy installs its own handler; the one installed second
+//!   finds the first as its previous disposition and forwards to it (rule
+//!   4).
 //! * A `SIGSEGV`/`SIGBUS` handler (installed once by [`install`], which every
 //!   copy function calls) that rewrites `RIP` to the fixup when, and only
 //!   when, the fault is ours.

@@ -30,7 +30,7 @@ use usercap_protocol::{
 };
 
 use crate::ops::Client;
-use crate::transport::{Access, Call, Outcome, Pages, Transport};
+use crate::transport::{Access, Call, KernelMemory, Outcome, Pages, Transport};
 
 /// How to run the suite.
 #[derive(Debug, Clone)]
@@ -382,6 +382,9 @@ scenarios! {
     "pointer" "batch-kernel-table" => Check::Status(|l| batch(l, &[data_segment(l)?], Some(KERNEL)), AV);
     "pointer" "batch-kernel-segment" => Check::Status(|l| batch(l, &[data_segment(l)?, Segment { addr: KERNEL as u64, len: 8 }], None), AV);
     "pointer" "batch-guard-page-segment" => Check::Status(|l| batch(l, &[Segment { addr: l.at(GUARD, 0) as u64, len: 8 }], None), AV);
+    "pointer" "echo-from-device-object" => Check::Custom(echo_from_device_object, "ACCESS_VIOLATION, the device's name not in the reply");
+    "pointer" "echo-from-own-system-buffer" => Check::Custom(echo_from_own_system_buffer, "ACCESS_VIOLATION");
+    "pointer" "sum-values-at-other-requests-pool-copy" => Check::Custom(sum_values_at_other_requests_pool_copy, "ACCESS_VIOLATION while the pool copy is live");
     // ---------------------------------------------------------- protocol abuse
     "protocol" "unknown-code" => Check::Status(|l| Ok(Call { code: 0x1234_5678, ..echo(l, l.at(RW, 0), 8) }), UNKNOWN);
     "protocol" "known-function-wrong-method" => Check::Status(|l| Ok(Call {
@@ -997,4 +1000,171 @@ pub fn run(transport: &dyn Transport, options: &Options, out: &mut dyn Write) ->
     }
     let _ = writeln!(out, "{succeeded} passed, {failed} failed");
     u8::from(failed > 0)
+}
+
+// ---------------------------------------------------------------- the device's own memory
+
+/// The detail of a kernel-memory scenario on a transport that cannot say
+/// where the device's memory is (usercap.sys: user mode learns no kernel
+/// address of it). The generic kernel-address scenarios above cover it.
+fn not_run(lab: &Lab<'_>, what: &str) -> String {
+    format!(
+        "not run: the {} transport knows no address of {what}",
+        lab.transport.name()
+    )
+}
+
+fn utf16(text: &str) -> Vec<u8> {
+    text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+/// A user-mode ECHO whose input pointer is the device object, after a
+/// SET_NAME put a name in it: the driver's own state must not come back.
+/// (Before the host model had a user range, this returned the name.)
+fn echo_from_device_object(lab: &Lab<'_>, _: &Options) -> Result<String, String> {
+    let Some(device) = lab.transport.kernel_memory(KernelMemory::Device) else {
+        return Ok(not_run(lab, "the device object"));
+    };
+    let name = "attack-device-secret";
+    Client::new(lab.transport)
+        .and_then(|c| c.set_name(name))
+        .map_err(|e| e.to_string())?;
+    let len = device.len.clamp(1, 4 * lab.page);
+    let (outcome, out) = lab.call(&echo(lab, device.addr, len))?;
+    let reply = out.get(..outcome.information).unwrap_or(&[]);
+    let secret = utf16(name);
+    if reply.windows(secret.len()).any(|w| w == secret) {
+        return Err(format!(
+            "{} info {}: the device's name is in the reply",
+            outcome.status, outcome.information
+        ));
+    }
+    match outcome.status {
+        NtStatus::STATUS_ACCESS_VIOLATION => Ok("ACCESS_VIOLATION".into()),
+        other => Err(format!("got {other}")),
+    }
+}
+
+/// An ECHO whose input pointer is the SystemBuffer the I/O manager gives
+/// that very request. The address is predicted from the previous request
+/// of the same size (the allocator hands the same block to same-sized
+/// requests in a row); the scenario checks the prediction held.
+fn echo_from_own_system_buffer(lab: &Lab<'_>, _: &Options) -> Result<String, String> {
+    // An odd size, so that no other allocation of the client takes the
+    // block between the two requests.
+    let len = 0x1D8;
+    let input = lab.put(0, &[0x42; 0x1D8])?;
+    for _ in 0..8 {
+        lab.call(&echo(lab, input, len))?;
+        let Some(target) = lab.transport.kernel_memory(KernelMemory::LastSystemBuffer) else {
+            return Ok(not_run(lab, "its SystemBuffers"));
+        };
+        let (outcome, _) = lab.call(&echo(lab, target.addr, len))?;
+        let got = lab.transport.kernel_memory(KernelMemory::LastSystemBuffer);
+        if got.map(|b| b.addr) != Some(target.addr) {
+            continue; // the buffer landed elsewhere: not the scenario; again
+        }
+        return match outcome.status {
+            NtStatus::STATUS_ACCESS_VIOLATION => Ok("ACCESS_VIOLATION".into()),
+            other => Err(format!(
+                "{other} info {} from its own SystemBuffer",
+                outcome.information
+            )),
+        };
+    }
+    Err("could not aim at the request's own SystemBuffer in 8 tries".into())
+}
+
+/// One thread keeps a SUM of 64 Ki values running, whose values' pool copy
+/// is alive while the device adds them up; another sends SUMs whose values
+/// pointer is that live pool copy. Each such SUM must be refused. A SUM
+/// counts as aimed at a live copy when the copy was the same one, still
+/// live, before and after it; at least one must be.
+fn sum_values_at_other_requests_pool_copy(
+    lab: &Lab<'_>,
+    options: &Options,
+) -> Result<String, String> {
+    if lab
+        .transport
+        .kernel_memory(KernelMemory::LivePoolCopy)
+        .is_none()
+        && lab.transport.kernel_memory(KernelMemory::Device).is_none()
+    {
+        return Ok(not_run(lab, "its pool copies"));
+    }
+    let values = 1_usize << 16;
+    let big = Pages::new(values * 4 + lab.page).map_err(|e| e.to_string())?;
+    big.write(0, &vec![1; values * 4])
+        .map_err(|e| e.to_string())?;
+    let header = big.len() - lab.page;
+    big.write(
+        header,
+        SumRequest {
+            count: values as u64,
+            values: big.addr() as u64,
+        }
+        .as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    let holder = Call {
+        code: IOCTL_SUM,
+        input: big.addr() + header,
+        input_len: 16,
+        output: big.addr() + header + 64,
+        output_len: 16,
+    };
+    let stop = AtomicBool::new(false);
+    let rounds = options.iterations.max(1) * 4;
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            let mut sums = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match lab.transport.call(&holder) {
+                    Ok(o) if o.status.is_success() => sums += 1,
+                    Ok(o) => return Err(format!("the holding SUM failed: {}", o.status)),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok(sums)
+        });
+        let (mut aimed, mut tries) = (0u32, 0u32);
+        let mut failure = None;
+        while tries < rounds && failure.is_none() {
+            let Some(before) = lab.transport.kernel_memory(KernelMemory::LivePoolCopy) else {
+                std::thread::yield_now();
+                continue;
+            };
+            tries += 1;
+            let call = match sum(lab, 4, Some(before.addr)) {
+                Ok(call) => call,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            match lab.call_status(&call) {
+                Ok(NtStatus::STATUS_ACCESS_VIOLATION) => {}
+                Ok(other) => {
+                    failure = Some(format!("{other} from another request's pool copy"));
+                }
+                Err(e) => failure = Some(e),
+            }
+            if lab.transport.kernel_memory(KernelMemory::LivePoolCopy) == Some(before) {
+                aimed += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let sums = running
+            .join()
+            .map_err(|_| "the holding thread panicked".to_owned())??;
+        match failure {
+            Some(e) => Err(e),
+            None if aimed == 0 => Err(format!(
+                "no SUM hit a live pool copy in {tries} tries ({sums} holding SUMs)"
+            )),
+            None => Ok(format!(
+                "{aimed} of {tries} SUMs aimed at a live pool copy, all refused"
+            )),
+        }
+    })
 }

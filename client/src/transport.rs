@@ -76,6 +76,39 @@ pub trait Transport: Send + Sync {
     /// # Errors
     /// [`Error`] when no completion could be had.
     fn call(&self, call: &Call) -> Result<Outcome, Error>;
+    /// Where a piece of the device's kernel memory is, for the attack
+    /// suite to aim pointers at: what an attacker with a kernel address leak
+    /// would know. `None` (the default) when the transport cannot know it:
+    /// user mode learns no kernel address of usercap.sys.
+    fn kernel_memory(&self, what: KernelMemory) -> Option<KernelRange> {
+        let _ = what;
+        None
+    }
+}
+
+/// A range of a device's kernel memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelRange {
+    /// Its address.
+    pub addr: usize,
+    /// Its length in bytes.
+    pub len: usize,
+    /// Which one it is: the request it belongs to, so that two looks that
+    /// see the same generation saw the same, still live, object.
+    pub generation: u64,
+}
+
+/// The pieces of a device's kernel memory [`Transport::kernel_memory`]
+/// can point at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelMemory {
+    /// The device object: the driver's state (its name, its counters).
+    Device,
+    /// The SystemBuffer of the latest METHOD_BUFFERED request.
+    LastSystemBuffer,
+    /// The pool copy the latest capture made, while its request is still
+    /// running (`None` once that request has completed).
+    LivePoolCopy,
 }
 
 /// Access of user pages.

@@ -2,14 +2,17 @@
 //! and the ones it replaces. `cargo bench -p usercap-host`; the results and
 //! the targets are in docs/performance.md.
 //!
-//! For each size (8 B to 1 MiB), all from the same heap source, valid (no
+//! For each size (8 B to 1 MiB), all from the same source, valid (no
 //! faults), one row after the other, so that the rows a target compares are
-//! measured back to back:
+//! measured back to back. The source is a [`UserMemory`] region, since a
+//! user-mode `HostSpace` reads nothing outside the user range; the rows
+//! that copy with plain Rust read it through a shared slice over the same
+//! pages, which nothing writes while the bench runs:
 //!
 //! - `copy_nonoverlapping`: `copy_from_slice`, i.e. `ptr::copy_nonoverlapping`
 //!   after a length check, into a preallocated buffer (plain memcpy);
 //! - `UserPtr::capture`: `UserPtr::<[u8; N]>::capture` on a user-mode
-//!   `HostSpace` (probe, system-space check, address mask, then up to 256
+//!   `HostSpace` (probe, user-range check, address mask, then up to 256
 //!   bytes guarded loads inlined into registers, which the compiler stores
 //!   straight into the returned `Result<Captured<_>, _>`; above, the
 //!   guarded routine's copy into an uninitialised value, which is then
@@ -26,15 +29,16 @@
 //!   uninitialised allocation);
 //! - `guarded`: the raw guarded copy into a preallocated buffer;
 //! - `HostSpace::read`: the backend alone, into a preallocated buffer (probe,
-//!   system-space check, address mask, guarded copy);
+//!   user-range check, address mask, guarded copy);
 //! - `process_vm_readv`: the fallback backend, one syscall per copy;
 //! - `lfence`: a serialising speculation barrier alone (once, not per size),
 //!   the price of the barrier the address mask replaces;
-//! - `mask`: probe rule 5 as `HostSpace` does it, `guarded::mask_user_range`
+//! - `mask`: probe rule 5 as `HostSpace` does it, `guarded::mask_to_user_range`
 //!   alone (once, not per size).
 //!
-//! Four kernel buffers are alive throughout, so system space is reserved and
-//! the system-space check and the mask compare against real bounds.
+//! Four kernel buffers are alive throughout, so system space is reserved (as
+//! the facade's `memdup_user` checks it), and the source keeps the user
+//! range reserved, so the probe and the mask compare against real bounds.
 
 #[cfg(unix)]
 mod bench {
@@ -45,7 +49,7 @@ mod bench {
     use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
     use usercap::{AddressSpace, CaptureSlot, UserPtr, UserSlice};
     use usercap_host::guarded::{self, Backend};
-    use usercap_host::{HostSpace, KernelBuffer, linux};
+    use usercap_host::{HostSpace, KernelBuffer, UserMemory, linux};
 
     /// Every row of one size, back to back.
     fn size<const N: usize>(
@@ -124,10 +128,31 @@ mod bench {
     /// The largest size.
     const MAX: usize = 1 << 20;
 
+    /// Where the source starts in its first page.
+    const SRC_OFFSET: usize = 16;
+
     pub fn capture(c: &mut Criterion) {
         guarded::install();
         let kernel: Vec<KernelBuffer> = (0..4).map(|_| KernelBuffer::new(4096).unwrap()).collect();
-        let src: Vec<u8> = (0..MAX).map(|i| u8::try_from(i % 251).unwrap()).collect();
+        let pattern: Vec<u8> = (0..MAX).map(|i| u8::try_from(i % 251).unwrap()).collect();
+        // The source starts 16 bytes into a page, where the 1 MiB heap
+        // buffer the earlier runs read started (after malloc's chunk
+        // header): the page offset of the source moves the 64 and 256 B
+        // rows by up to half, guarded and plain copies alike, so a change
+        // of it would pass for a change of the code.
+        let user = UserMemory::new(MAX + SRC_OFFSET).unwrap();
+        user.write_at(SRC_OFFSET, &pattern).unwrap();
+        drop(pattern);
+        // SAFETY: `user` maps `MAX + SRC_OFFSET` read-write, initialised
+        // bytes for as long as it lives, which outlasts `src`; nothing
+        // writes the region from here on (the bench only reads it, through
+        // `src` and the guarded copy), so a shared slice over it is sound.
+        let src: &[u8] = unsafe {
+            std::slice::from_raw_parts(
+                std::ptr::with_exposed_provenance(user.addr() + SRC_OFFSET),
+                MAX,
+            )
+        };
         let space = HostSpace::new();
 
         let mut group = c.benchmark_group("capture");
@@ -139,21 +164,22 @@ mod bench {
         group.bench_function("lfence", |b| b.iter(guarded::speculation_barrier));
         group.bench_function("mask", |b| {
             b.iter(|| {
-                guarded::mask_user_range(
+                guarded::mask_to_user_range(
                     black_box(src.as_ptr().addr()),
                     black_box(64),
                     black_box(usercap::DEFAULT_PROBE_LIMIT),
                 )
             });
         });
-        size::<8>(&mut group, &space, &src);
-        size::<64>(&mut group, &space, &src);
-        size::<256>(&mut group, &space, &src);
-        size::<4096>(&mut group, &space, &src);
-        size::<65_536>(&mut group, &space, &src);
-        size::<MAX>(&mut group, &space, &src);
+        size::<8>(&mut group, &space, src);
+        size::<64>(&mut group, &space, src);
+        size::<256>(&mut group, &space, src);
+        size::<4096>(&mut group, &space, src);
+        size::<65_536>(&mut group, &space, src);
+        size::<MAX>(&mut group, &space, src);
         group.finish();
         drop(kernel);
+        drop(user);
     }
 }
 

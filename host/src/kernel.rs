@@ -1,19 +1,16 @@
-//! [`KernelBuffer`]: memory the model treats as kernel memory.
+//! [`KernelBuffer`]: memory the model treats as kernel pool.
 //!
-//! On Windows, `ProbeForRead` rejects any range that reaches system space,
-//! one contiguous range above `MmUserProbeAddress`. On the host, kernel and
-//! user memory share one address space, so the model reserves a range of it
-//! as system space ([`guarded::system_space`](crate::guarded::system_space))
-//! and places every `KernelBuffer` there. A user-mode
-//! [`HostSpace`](crate::HostSpace) access that overlaps system space is
-//! `AccessViolation`, and the facade's `access_ok` fails for it.
-//!
-//! One contiguous range, rather than a table of registered buffers, is what
-//! makes probe rule 5 cheap and exact: "is this a kernel address?" is two
-//! comparisons, which [`guarded::mask_user_range`](crate::guarded::mask_user_range)
-//! evaluates without a branch, so a mispredicted probe cannot load a kernel
-//! buffer speculatively. It is also more faithful: a freed kernel buffer's
-//! address stays a kernel address (and faults), as freed pool does.
+//! For a user-mode [`HostSpace`](crate::HostSpace), kernel memory is
+//! everything outside the model's user range
+//! ([`guarded::user_range`](crate::guarded::user_range)): the device
+//! object, the I/O model's SystemBuffers and the pool copies of captures are
+//! ordinary heap, and the probe refuses them like any other address outside
+//! it. A `KernelBuffer` adds what pool has on Windows and the heap does not:
+//! it lives in its own slot of one reserved range, the model's system space
+//! ([`guarded::system_space`](crate::guarded::system_space)), with a guard
+//! after it, and when it is dropped its address stays in system space and
+//! faults, as freed pool does. The Linux facade's `access_ok` fails for
+//! system space ([`is_kernel_range`](crate::is_kernel_range)).
 
 use usercap::CaptureError;
 

@@ -11,17 +11,21 @@
 //!   fixup that returns the bytes not copied), with a `process_vm_readv`
 //!   fallback ([`Backend`]). It is the only module with `unsafe` code; the
 //!   crate denies `unsafe_code` everywhere else.
-//! - [`UserMemory`]: mmap'd regions that the model owns as *user memory*.
-//!   Reads through the guarded copy may target any address, but **writes
-//!   only a `UserMemory`**: a safe write to an arbitrary address could
-//!   corrupt memory Rust code references. [`Prot`] makes guard pages.
-//! - [`KernelBuffer`]: memory the model treats as kernel memory, in one
-//!   reserved range of the address space (the model's system space).
-//!   User-mode probes reject that range, as `ProbeForRead` rejects system
-//!   addresses.
+//! - [`UserMemory`]: regions that the model owns as *user memory*, all in
+//!   one reserved range of the address space, the model's user range
+//!   ([`user_range`]). A user-mode [`HostSpace`] touches nothing outside it,
+//!   so everything else in the process (the device object, the I/O model's
+//!   SystemBuffers, the pool copies of captures, stacks, statics) is kernel
+//!   memory, as everything above `MmUserProbeAddress` is on Windows. Reads
+//!   through the guarded copy may target any address, but **writes only a
+//!   `UserMemory`**: a safe write to an arbitrary address could corrupt
+//!   memory Rust code references. [`Prot`] makes guard pages.
+//! - [`KernelBuffer`]: pool-like kernel memory, in another reserved range
+//!   (the model's system space): each buffer has a guard, and a freed
+//!   buffer's address stays a kernel address and faults.
 //! - [`HostSpace`]: `usercap::AddressSpace` over all of this, with the
-//!   probe rules in order: range check, system-space check, the
-//!   branch-free address mask (Linux's `mask_user_address`), guarded copy.
+//!   probe rules in order: range check, user-range check, the branch-free
+//!   address mask (Linux's `mask_user_address`), guarded copy.
 //!   `Send + Sync`, so racing threads can share it.
 //! - [`linux`]: the Linux uaccess facade (`copy_from_user`,
 //!   `copy_struct_from_user`, `strncpy_from_user`, …) with Linux's names
@@ -48,7 +52,11 @@
 //! let fault = UserPtr::<u32>::new(user.addr()).capture(&space);
 //! assert_eq!(fault.unwrap_err(), CaptureError::AccessViolation);
 //!
-//! // Kernel memory is rejected by the user-mode probe.
+//! // Kernel memory is rejected by the user-mode probe: anything outside the
+//! // user range, the heap included.
+//! let heap = Box::new(7u32);
+//! let probe = UserPtr::<u32>::new(std::ptr::from_ref(&*heap).addr()).capture(&space);
+//! assert_eq!(probe.unwrap_err(), CaptureError::AccessViolation);
 //! let secret = KernelBuffer::from_bytes(&[0x5A; 16])?;
 //! let probe = UserPtr::<[u8; 16]>::new(secret.addr()).capture(&space);
 //! assert_eq!(probe.unwrap_err(), CaptureError::AccessViolation);
@@ -78,7 +86,8 @@ mod space;
 
 #[cfg(unix)]
 pub use guarded::{
-    Backend, MAX_KERNEL_BUFFER_LEN, MAX_KERNEL_BUFFERS, Prot, UserMemory, is_kernel_range,
+    Backend, MAX_KERNEL_BUFFER_LEN, MAX_KERNEL_BUFFERS, Prot, USER_RANGE_LEN, UserMemory,
+    is_kernel_range, is_user_range, user_range,
 };
 #[cfg(unix)]
 pub use kernel::KernelBuffer;

@@ -2,8 +2,8 @@
 //! handler (`x86_64` Linux).
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 /// Above this many bytes the routines use `rep movsb`/`rep stosb`.
 const REP_THRESHOLD: usize = 2048;
@@ -19,6 +19,37 @@ const SI_KERNEL: i32 = 0x80;
 /// End of the lower canonical half with 4-level paging.
 const LOWER_HALF_END: usize = 1 << 47;
 
+/// The exception table's section, with the version of its entry format
+/// (`Entry`, the `ext` macro, `inline_entry!`, and the register roles the
+/// handler reads). Every copy of this crate in one program adds its entries
+/// to the section of its format and reads all of that section: copies that
+/// share a format share one table and interpret each other's entries alike;
+/// a copy with another format never sees them. Change the format, change
+/// the version.
+macro_rules! extable {
+    () => {
+        "usercap_extable_v1"
+    };
+}
+
+/// The global name of one of the routines: `usercap_host_<major>_<minor>_`
+/// and `name`, so that two semver-incompatible copies of this crate in one
+/// program (which cargo builds as two crates) link side by side instead of
+/// colliding on the same symbols. Every label `flabel` makes inside a
+/// routine is derived from it.
+macro_rules! routine {
+    ($name:literal) => {
+        concat!(
+            "usercap_host_",
+            env!("CARGO_PKG_VERSION_MAJOR"),
+            "_",
+            env!("CARGO_PKG_VERSION_MINOR"),
+            "_",
+            $name
+        )
+    };
+}
+
 // The routines follow the SysV ABI and only touch caller-saved registers
 // (rax, rcx, rdx, rsi, rdi, xmm0 to xmm15). Register roles are fixed across all
 // of them, which is what the handler relies on: rsi = source cursor,
@@ -27,11 +58,14 @@ const LOWER_HALF_END: usize = 1 << 47;
 // end of its routine), whose fixup is either `.L<name>_bytes` (finish byte
 // by byte, so the count is exact) or `.L<name>_fail` (return rcx).
 core::arch::global_asm!(
-    r#"
+    concat!(
+        r#"
     .set .Lusercap_ext_count, 0
 
     .macro ext insn, fixup, side
-    .pushsection usercap_extable, "aR"
+    .pushsection "#,
+        extable!(),
+        r#", "aR"
     .balign 4
     .long \insn - .
     .long \fixup - .
@@ -211,68 +245,80 @@ core::arch::global_asm!(
     .endif
     .endm
 
-    .pushsection .text.usercap_guarded, "ax", @progbits
-    copy usercap_copy_from, {src}
-    copy usercap_copy_to, {dst}
-
-    // usercap_clear(rdi = dst, rsi = len) -> rax = left.
+    // clear name: the routine `name`(rdi = dst, rsi = len) -> rax = left.
+    .macro clear name
     .p2align 4
-    .globl usercap_clear
-    .hidden usercap_clear
-    .type usercap_clear, @function
-usercap_clear:
+    .globl \name
+    .hidden \name
+    .type \name, @function
+\name:
     mov rcx, rsi
     xor eax, eax
     cmp rcx, 32
-    jb .Lusercap_clear_small
+    jb .L\name\()_small
     cmp rcx, {rep}
-    ja .Lusercap_clear_rep
+    ja .L\name\()_rep
     xorps xmm0, xmm0
-.Lusercap_clear_chunk:
-    flabel usercap_clear_st0
+.L\name\()_chunk:
+    flabel \name\()_st0
     movups xmmword ptr [rdi], xmm0
-    flabel usercap_clear_st1
+    flabel \name\()_st1
     movups xmmword ptr [rdi + 16], xmm0
     add rdi, 32
     sub rcx, 32
     cmp rcx, 32
-    jae .Lusercap_clear_chunk
-.Lusercap_clear_small:
+    jae .L\name\()_chunk
+.L\name\()_small:
     cmp rcx, 8
-    jb .Lusercap_clear_bytes
-.Lusercap_clear_qword:
-    flabel usercap_clear_stq
+    jb .L\name\()_bytes
+.L\name\()_qword:
+    flabel \name\()_stq
     mov qword ptr [rdi], rax
     add rdi, 8
     sub rcx, 8
     cmp rcx, 8
-    jae .Lusercap_clear_qword
-.Lusercap_clear_bytes:
+    jae .L\name\()_qword
+.L\name\()_bytes:
     test rcx, rcx
-    jz .Lusercap_clear_done
-.Lusercap_clear_byte:
-    flabel usercap_clear_stb
+    jz .L\name\()_done
+.L\name\()_byte:
+    flabel \name\()_stb
     mov byte ptr [rdi], al
     inc rdi
     dec rcx
-    jnz .Lusercap_clear_byte
-.Lusercap_clear_done:
+    jnz .L\name\()_byte
+.L\name\()_done:
     ret
-.Lusercap_clear_rep:
-    flabel usercap_clear_rep
+.L\name\()_rep:
+    flabel \name\()_rep
     rep stosb
     ret
-.Lusercap_clear_fail:
+.L\name\()_fail:
     mov rax, rcx
     ret
-    .size usercap_clear, . - usercap_clear
-    ext usercap_clear_st0, .Lusercap_clear_bytes, {dst}
-    ext usercap_clear_st1, .Lusercap_clear_bytes, {dst}
-    ext usercap_clear_stq, .Lusercap_clear_bytes, {dst}
-    ext usercap_clear_stb, .Lusercap_clear_fail, {dst}
-    ext usercap_clear_rep, .Lusercap_clear_bytes, {dst}
+    .size \name, . - \name
+    ext \name\()_st0, .L\name\()_bytes, {dst}
+    ext \name\()_st1, .L\name\()_bytes, {dst}
+    ext \name\()_stq, .L\name\()_bytes, {dst}
+    ext \name\()_stb, .L\name\()_fail, {dst}
+    ext \name\()_rep, .L\name\()_bytes, {dst}
+    .endm
+"#,
+        r#"
+    .pushsection .text.usercap_guarded, "ax", @progbits
+    copy "#,
+        routine!("copy_from"),
+        r#", {src}
+    copy "#,
+        routine!("copy_to"),
+        r#", {dst}
+    clear "#,
+        routine!("clear"),
+        r#"
     // The end of the three routines (for the table's test).
-    flabel usercap_routines_end
+    flabel "#,
+        routine!("routines_end"),
+        r#"
     .popsection
 
     // A count, not a label difference: the latter is not an absolute
@@ -285,7 +331,9 @@ usercap_clear:
     .purgem vblock
     .purgem vblock_ext
     .purgem copy
-    "#,
+    .purgem clear
+    "#
+    ),
     rep = const REP_THRESHOLD,
     src = const SIDE_SRC,
     dst = const SIDE_DST,
@@ -311,21 +359,26 @@ impl Entry {
 }
 
 // SAFETY: the three routines are defined in the `global_asm!` above with
-// the SysV signatures declared here. The two statics are the linker's
-// bounds of the output section `usercap_extable` (GNU ld and lld define
+// the SysV signatures declared here, under the names `routine!` gives. The
+// two statics are the linker's bounds of the output section `extable!()`
+// (GNU ld and lld define
 // `__start_`/`__stop_` for every section whose name is a C identifier);
 // only their addresses are used (see `table`). `usercap_routines_end` is a
 // label, declared as a function only for its address: it is never called.
 unsafe extern "C" {
+    #[link_name = routine!("copy_from")]
     fn usercap_copy_from(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    #[link_name = routine!("copy_to")]
     fn usercap_copy_to(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    #[link_name = routine!("clear")]
     fn usercap_clear(dst: *mut u8, len: usize) -> usize;
     /// Not a function: the label after the routines, for its address.
     #[cfg(test)]
+    #[link_name = routine!("routines_end")]
     fn usercap_routines_end();
-    #[link_name = "__start_usercap_extable"]
+    #[link_name = concat!("__start_", extable!())]
     safe static EXTABLE_START: [Entry; 0];
-    #[link_name = "__stop_usercap_extable"]
+    #[link_name = concat!("__stop_", extable!())]
     safe static EXTABLE_STOP: [Entry; 0];
 }
 
@@ -334,7 +387,7 @@ unsafe extern "C" {
 fn table() -> &'static [Entry] {
     let start = EXTABLE_START.as_ptr();
     let len = EXTABLE_STOP.as_ptr().addr().saturating_sub(start.addr()) / size_of::<Entry>();
-    // SAFETY: `usercap_extable` holds nothing but `Entry` records (12
+    // SAFETY: the `extable!()` section holds nothing but `Entry` records (12
     // bytes, 4-aligned, emitted by the `ext` macro and by `load_block!`, every
     // one of them 4-aligned in a section of alignment 4, so the concatenated
     // input sections leave no padding), from `__start_` up to `__stop_`; it
@@ -344,16 +397,149 @@ fn table() -> &'static [Entry] {
     unsafe { std::slice::from_raw_parts(start, len) }
 }
 
-/// Dispositions found before ours: `[SIGSEGV, SIGBUS]`.
-static PREV: [OnceLock<libc::sigaction>; 2] = [OnceLock::new(), OnceLock::new()];
-/// Whether our handler is installed (and has not given a signal back).
+/// A disposition our handler forwards to: what the kernel would have
+/// delivered the signal to without us. Its three parts live in atomics
+/// under a spin lock, so that the signal handler can read and replace it
+/// without allocating or waiting on a futex (async-signal-safe).
+///
+/// No thread can deadlock on the lock: it is held only for three atomic
+/// loads or stores, by the handler of its own signal (which that signal's
+/// handler cannot interrupt on the same thread: the signal is blocked while
+/// it runs, see `call`) or by `install` before our handler for the signal
+/// exists.
+struct Disposition {
+    lock: AtomicBool,
+    handler: AtomicUsize,
+    flags: AtomicI32,
+    /// Signals 1 to 64 blocked while the handler runs (bit `n - 1` for
+    /// signal `n`; Linux has 64).
+    mask: AtomicU64,
+}
+
+/// One [`Disposition`], read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Saved {
+    handler: libc::sighandler_t,
+    flags: libc::c_int,
+    mask: u64,
+}
+
+impl Saved {
+    const DEFAULT: Saved = Saved {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        mask: 0,
+    };
+
+    fn of(action: &libc::sigaction) -> Self {
+        let mut mask = 0_u64;
+        for sig in 1..=64 {
+            // SAFETY: `sa_mask` is a valid sigset_t; sigismember only reads
+            // it (and is async-signal-safe).
+            if unsafe { libc::sigismember(&raw const action.sa_mask, sig) } == 1 {
+                mask |= 1 << (sig - 1);
+            }
+        }
+        Self {
+            handler: action.sa_sigaction,
+            flags: action.sa_flags,
+            mask,
+        }
+    }
+
+    /// The signals of `mask`, as a `sigset_t`.
+    fn mask_set(&self) -> libc::sigset_t {
+        signal_set(self.mask)
+    }
+}
+
+/// The `sigset_t` holding the signals of `mask` (bit `n - 1` for signal `n`).
+fn signal_set(mask: u64) -> libc::sigset_t {
+    let mut set = DEFAULT_ACTION.sa_mask;
+    // SAFETY: `set` is a valid, writable sigset_t; sigemptyset and
+    // sigaddset only write it (and are async-signal-safe).
+    unsafe { libc::sigemptyset(&raw mut set) };
+    for sig in 1..=64 {
+        if mask & (1 << (sig - 1)) != 0 {
+            // SAFETY: as above; `sig` is a valid signal number.
+            unsafe { libc::sigaddset(&raw mut set, sig) };
+        }
+    }
+    set
+}
+
+impl Disposition {
+    const fn new() -> Self {
+        Self {
+            lock: AtomicBool::new(false),
+            handler: AtomicUsize::new(libc::SIG_DFL),
+            flags: AtomicI32::new(0),
+            mask: AtomicU64::new(0),
+        }
+    }
+
+    fn locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        while self
+            .lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        let result = f();
+        self.lock.store(false, Ordering::Release);
+        result
+    }
+
+    fn load(&self) -> Saved {
+        self.locked(|| Saved {
+            handler: self.handler.load(Ordering::Relaxed),
+            flags: self.flags.load(Ordering::Relaxed),
+            mask: self.mask.load(Ordering::Relaxed),
+        })
+    }
+
+    fn store(&self, saved: Saved) {
+        self.locked(|| {
+            self.handler.store(saved.handler, Ordering::Relaxed);
+            self.flags.store(saved.flags, Ordering::Relaxed);
+            self.mask.store(saved.mask, Ordering::Relaxed);
+        });
+    }
+}
+
+/// What `SIGSEGV` and `SIGBUS` were delivered to before ours was
+/// installed, and since then what a forwarded-to handler changed them to.
+static PREV: [Disposition; 2] = [Disposition::new(), Disposition::new()];
+/// Whether our handler is installed. Set once; never cleared: the handler
+/// never uninstalls itself (rule 4).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Signals the handler has passed on (rule 4), counted when done.
+static FORWARDED: AtomicU64 = AtomicU64::new(0);
 static INSTALL: Once = Once::new();
 
 /// `SIG_DFL` with an empty mask and no flags.
 // SAFETY: `sigaction` is plain data (integers, an integer array and an
 // `Option<fn>`); all-zero is valid and means SIG_DFL, no flags, empty mask.
 const DEFAULT_ACTION: libc::sigaction = unsafe { std::mem::zeroed() };
+
+/// Our disposition: `handler`, `SA_SIGINFO | SA_ONSTACK`, empty mask.
+fn our_action() -> libc::sigaction {
+    let handler: unsafe extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) = handler;
+    let mut ours = DEFAULT_ACTION;
+    ours.sa_sigaction = handler as libc::sighandler_t;
+    ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    ours
+}
+
+/// The slot of `PREV` for `sig`.
+fn prev(sig: libc::c_int) -> Option<&'static Disposition> {
+    match sig {
+        libc::SIGSEGV => PREV.first(),
+        libc::SIGBUS => PREV.get(1),
+        _ => None,
+    }
+}
 
 #[inline]
 pub(super) fn active() -> bool {
@@ -367,17 +553,20 @@ pub(super) fn active() -> bool {
 
 pub(super) fn install() {
     INSTALL.call_once(|| {
-        let handler: unsafe extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) = handler;
-        let mut ours = DEFAULT_ACTION;
-        ours.sa_sigaction = handler as libc::sighandler_t;
-        ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-        for (sig, prev) in [libc::SIGSEGV, libc::SIGBUS].into_iter().zip(&PREV) {
+        let ours = our_action();
+        for sig in [libc::SIGSEGV, libc::SIGBUS] {
             let mut old = DEFAULT_ACTION;
             // SAFETY: query only (null new action); `old` is a valid,
             // writable sigaction.
             let rc = unsafe { libc::sigaction(sig, std::ptr::null(), &raw mut old) };
             // Saved before ours goes live, so the handler always finds it.
-            let _ = prev.set(if rc == 0 { old } else { DEFAULT_ACTION });
+            if let Some(slot) = prev(sig) {
+                slot.store(if rc == 0 {
+                    Saved::of(&old)
+                } else {
+                    Saved::DEFAULT
+                });
+            }
             // SAFETY: `ours` is a fully initialised sigaction whose
             // handler has the SA_SIGINFO signature and is
             // async-signal-safe (see `handler`).
@@ -429,7 +618,9 @@ const _: () = assert!(super::INLINE_VALUE_MAX == 256 && SIDE_SRC == 0);
 macro_rules! inline_entry {
     ($label:expr) => {
         concat!(
-            ".pushsection usercap_extable, \"aR\"\n",
+            ".pushsection ",
+            extable!(),
+            ", \"aR\"\n",
             ".balign 4\n",
             ".long ",
             $label,
@@ -661,6 +852,9 @@ pub(super) fn fault_is_ours(code: i32, addr: usize, base: usize, left: usize) ->
     addr >= base && addr - base < left
 }
 
+/// The saved general registers of the interrupted thread.
+type Gregs = [libc::greg_t; 23];
+
 /// The index of a `REG_*` constant into `gregs` (out of range if negative,
 /// which no `REG_*` is).
 fn index(r: libc::c_int) -> usize {
@@ -669,70 +863,217 @@ fn index(r: libc::c_int) -> usize {
 
 /// Reads a general register from the saved context (0 for an index out of
 /// range, which the `REG_*` constants never are).
-fn reg(gregs: &[libc::greg_t], r: libc::c_int) -> usize {
-    gregs.get(index(r)).map_or(0, |&v| {
-        // x86_64: a 64-bit register, reinterpreted as the unsigned address.
-        usize::try_from(v.cast_unsigned()).unwrap_or(0)
-    })
+///
+/// # Safety
+/// `gregs` must point to the saved registers of the signal being handled.
+unsafe fn reg(gregs: *const Gregs, r: libc::c_int) -> usize {
+    let i = index(r);
+    if i >= size_of::<Gregs>() / size_of::<libc::greg_t>() {
+        return 0;
+    }
+    let at = gregs.cast::<libc::greg_t>().wrapping_add(i);
+    // SAFETY: `i` is in bounds of the array `gregs` points to, which is
+    // valid for reads (our contract); no reference is formed.
+    let value = unsafe { at.read() };
+    // x86_64: a 64-bit register, reinterpreted as the unsigned address.
+    usize::try_from(value.cast_unsigned()).unwrap_or(0)
+}
+
+/// Sets `RIP` in the saved context, so that the thread resumes at `to`.
+///
+/// # Safety
+/// As [`reg`], and valid for writes: the thread resumes with these
+/// registers when the handler returns.
+unsafe fn set_rip(gregs: *mut Gregs, to: usize) -> bool {
+    let i = index(libc::REG_RIP);
+    let Ok(to) = u64::try_from(to) else {
+        return false;
+    };
+    if i >= size_of::<Gregs>() / size_of::<libc::greg_t>() {
+        return false;
+    }
+    let at = gregs.cast::<libc::greg_t>().wrapping_add(i);
+    // SAFETY: as in `reg`, for a write of one in-bounds element.
+    unsafe { at.write(to.cast_signed()) };
+    true
 }
 
 /// The signal handler.
 ///
+/// It touches the signal frame through raw pointers only, and reads what it
+/// needs of `info` into locals before it looks at the registers: glibc's
+/// `ucontext_t` (968 bytes) is longer than the kernel's (304), so a
+/// `&mut ucontext_t` would cover the `siginfo` the kernel placed right
+/// after it, and a reference to `*info` held across it would be invalid
+/// (Stacked Borrows).
+///
 /// # Safety
-/// Only to be called by the kernel as an `SA_SIGINFO` handler: `info`
-/// and `ctx` must point to the `siginfo_t` and `ucontext_t` of the
-/// signal being delivered.
+/// Only to be called by the kernel as an `SA_SIGINFO` handler (or by a
+/// handler that forwards to us, as we forward to ours): `info` and `ctx`
+/// must point to the `siginfo_t` and `ucontext_t` of the signal being
+/// delivered.
 unsafe extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
-    let info = unsafe { &*info };
-    let code = info.si_code;
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers;
+    // this reads one field through the pointer, no reference outlives it.
+    let code = unsafe { (*info).si_code };
+    let addr = if code > 0 {
+        // SAFETY: as above; a shared reference for the one call below, gone
+        // before the registers are touched.
+        let info = unsafe { &*info };
+        // SAFETY: si_code > 0 means a kernel-generated fault signal
+        // (SIGSEGV/SIGBUS), for which si_addr is the valid union member.
+        unsafe { info.si_addr() }.addr()
+    } else {
+        0
+    };
     if code > 0 {
-        // SAFETY: for SA_SIGINFO handlers `ctx` is the ucontext_t of the
-        // interrupted thread, ours alone for the duration of the handler.
-        let uc = unsafe { &mut *ctx.cast::<libc::ucontext_t>() };
-        let gregs = &mut uc.uc_mcontext.gregs;
-        if let Some((fixup, side)) = lookup(reg(gregs, libc::REG_RIP)) {
-            // SAFETY: si_code > 0 means a kernel-generated fault signal
-            // (SIGSEGV/SIGBUS), for which si_addr is the valid union member.
-            let addr = unsafe { info.si_addr() }.addr();
-            let base = reg(
-                gregs,
-                if side == SIDE_SRC {
-                    libc::REG_RSI
-                } else {
-                    libc::REG_RDI
-                },
-            );
-            if fault_is_ours(code, addr, base, reg(gregs, libc::REG_RCX))
-                && let (Some(rip), Ok(fixup)) =
-                    (gregs.get_mut(index(libc::REG_RIP)), u64::try_from(fixup))
-            {
-                // The fixup address as the signed greg_t.
-                *rip = fixup.cast_signed();
+        // SAFETY: `ctx` is the ucontext_t of the interrupted thread, ours
+        // alone while the handler runs; a raw place projection to its
+        // registers, no reference.
+        let gregs = unsafe { &raw mut (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+        // SAFETY: `gregs` points to this signal's saved registers (so for
+        // every `reg` call below).
+        let rip = unsafe { reg(gregs, libc::REG_RIP) };
+        if let Some((fixup, side)) = lookup(rip) {
+            let cursor = if side == SIDE_SRC {
+                libc::REG_RSI
+            } else {
+                libc::REG_RDI
+            };
+            // SAFETY: as above.
+            let base = unsafe { reg(gregs, cursor) };
+            // SAFETY: as above.
+            let left = unsafe { reg(gregs, libc::REG_RCX) };
+            // SAFETY: as above; the thread resumes at the fixup of the
+            // listed instruction that faulted.
+            if fault_is_ours(code, addr, base, left) && unsafe { set_rip(gregs, fixup) } {
                 return;
             }
         }
     }
-    give_back(sig, code);
+    forward(sig, code, info, ctx);
 }
 
-/// Restores the previous disposition of `sig` and arranges for it to see
-/// this signal: a fault repeats on return, a sent signal is re-raised.
-fn give_back(sig: libc::c_int, code: i32) {
-    ACTIVE.store(false, Ordering::Release);
-    let slot = usize::from(sig == libc::SIGBUS);
-    let prev = PREV
-        .get(slot)
-        .and_then(OnceLock::get)
-        .unwrap_or(&DEFAULT_ACTION);
-    // SAFETY: `prev` is a valid sigaction obtained from the kernel (or
-    // SIG_DFL); sigaction is async-signal-safe.
-    unsafe { libc::sigaction(sig, prev, std::ptr::null_mut()) };
+/// Delivers a signal that is not ours to the disposition the kernel would
+/// have delivered it to without us, as if we had not been there (rule 4),
+/// and stays installed:
+///
+/// - `SIG_IGN`: a sent signal is discarded. A fault is not: the kernel
+///   never lets a fault be ignored (it resets the disposition to `SIG_DFL`
+///   and delivers it), so a fault goes as under `SIG_DFL`;
+/// - `SIG_DFL`: restored, then a fault repeats on return, and a sent signal
+///   is raised again, so both take the default action (the process dies);
+/// - a handler: called with its own convention (`SA_SIGINFO` or not) and
+///   mask, with `SA_RESETHAND` and `SA_NODEFER` applied. If it changed the
+///   disposition (std's does, to `SIG_DFL`, for a fault that is not a stack
+///   overflow and for every sent signal), the new one is remembered and ours
+///   put back, so that copies on other threads stay guarded. A fault then
+///   repeats on return and reaches the new disposition through us.
+fn forward(sig: libc::c_int, code: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    match prev(sig) {
+        None => take_default(sig, code),
+        Some(slot) => {
+            let saved = slot.load();
+            match saved.handler {
+                libc::SIG_IGN if code <= 0 => {}
+                libc::SIG_DFL | libc::SIG_IGN => take_default(sig, code),
+                _ => call(slot, sig, saved, info, ctx),
+            }
+        }
+    }
+    FORWARDED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many signals the handler has passed on to the disposition before
+/// it: sent signals, and faults that were not ours. Counted once each
+/// forward is done (the handler it called has returned and ours is
+/// installed again).
+pub(super) fn forwarded() -> u64 {
+    FORWARDED.load(Ordering::Relaxed)
+}
+
+/// Restores `SIG_DFL` for `sig`, and arranges for the default action to
+/// happen: a fault repeats on return, a sent signal is raised again.
+fn take_default(sig: libc::c_int, code: i32) {
+    let default = DEFAULT_ACTION;
+    // SAFETY: `default` is a valid sigaction; sigaction is
+    // async-signal-safe.
+    unsafe { libc::sigaction(sig, &raw const default, std::ptr::null_mut()) };
     if code <= 0 {
         // SAFETY: raise is async-signal-safe; `sig` is blocked while we
         // run (no SA_NODEFER), so it stays pending until we return and is
-        // then delivered to the restored disposition.
+        // then delivered to the default action.
         unsafe { libc::raise(sig) };
+    }
+}
+
+/// Calls the handler of `saved` for this signal as the kernel would have.
+fn call(
+    slot: &Disposition,
+    sig: libc::c_int,
+    saved: Saved,
+    info: *mut libc::siginfo_t,
+    ctx: *mut c_void,
+) {
+    if saved.flags & libc::SA_RESETHAND != 0 {
+        // The kernel resets such a disposition when it delivers the signal.
+        slot.store(Saved::DEFAULT);
+    }
+    // The mask the kernel would have set: the thread's (already holding
+    // `sig`, ours has no SA_NODEFER) plus the handler's, without `sig`
+    // under SA_NODEFER; restored after the call, so that the rest of this
+    // handler runs with `sig` blocked again. Skipped when there is nothing
+    // to change (std's handler: empty mask, no SA_NODEFER), which keeps
+    // system calls out of the window below.
+    let nodefer = saved.flags & libc::SA_NODEFER != 0;
+    let masked = saved.mask != 0 || nodefer;
+    let mut before = DEFAULT_ACTION.sa_mask;
+    if masked {
+        let during = saved.mask_set();
+        // SAFETY: valid sigsets; pthread_sigmask is async-signal-safe.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &raw const during, &raw mut before) };
+    }
+    if nodefer {
+        let this = signal_set(1 << (sig - 1));
+        // SAFETY: as above.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &raw const this, std::ptr::null_mut()) };
+    }
+    let ours = our_action();
+    let mut now = DEFAULT_ACTION;
+    if saved.flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: `saved.handler` is neither SIG_DFL nor SIG_IGN (checked by
+        // `forward`) but a handler the kernel accepted for `sig` with
+        // SA_SIGINFO: a function of this signature. It gets this signal's
+        // own `info` and `ctx`, as if the kernel had called it.
+        let handler: unsafe extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
+            unsafe { std::mem::transmute(saved.handler) };
+        // SAFETY: as above; what it may do is what it may do when the
+        // kernel calls it.
+        unsafe { handler(sig, info, ctx) };
+    } else {
+        // SAFETY: as above, a handler without SA_SIGINFO, which the kernel
+        // calls with the signal number alone.
+        let handler: unsafe extern "C" fn(libc::c_int) =
+            unsafe { std::mem::transmute(saved.handler) };
+        // SAFETY: as above.
+        unsafe { handler(sig) };
+    }
+    // Put ours back at once, and see in the same call what the handler
+    // left. From a change the handler made (std's SIG_DFL) to this call,
+    // the disposition is not ours: a guarded copy that faults on another
+    // thread in that window meets the handler's disposition (for std's,
+    // death). That window is the price of chaining in place; see the
+    // module docs.
+    // SAFETY: valid sigactions; sigaction is async-signal-safe.
+    let swapped = unsafe { libc::sigaction(sig, &raw const ours, &raw mut now) } == 0;
+    if masked {
+        // SAFETY: `before` was filled by the first pthread_sigmask.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &raw const before, std::ptr::null_mut())
+        };
+    }
+    if swapped && now.sa_sigaction != ours.sa_sigaction {
+        slot.store(Saved::of(&now));
     }
 }
 

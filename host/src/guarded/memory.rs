@@ -1,19 +1,106 @@
-//! [`UserMemory`]: the memory the model owns as user memory, and the
-//! registry that safe writes consult (see the [module docs](super)).
+//! [`UserMemory`]: the memory the model owns as user memory, in one
+//! reserved range of the address space, the model's user range; and the
+//! registry that placement and safe writes consult (see the
+//! [module docs](super)).
+//!
+//! # The user range
+//!
+//! On Windows, user space is one range below `MmUserProbeAddress` and
+//! everything above it is the kernel's, so "is this a user address?" is one
+//! comparison. In this process, kernel and user memory share one address
+//! space: the device object, the I/O model's SystemBuffers and the pool
+//! copies of captures are all ordinary heap. The model makes user space
+//! explicit instead: the first [`UserMemory`] reserves [`USER_RANGE_LEN`]
+//! bytes of `PROT_NONE` address space (see [`reservation`](super::reservation)),
+//! and every `UserMemory` is mapped inside it. A user-mode `HostSpace`
+//! accepts only ranges inside the user range, so everything else (heap,
+//! stacks, statics, system space) is kernel memory by construction, as it is
+//! above `MmUserProbeAddress` on Windows.
+//!
+//! The reservation is 64 GiB. It costs no memory: `PROT_NONE` and
+//! `MAP_NORESERVE` commit nothing and are not charged to overcommit, only
+//! the pages of live regions are (as they were when each region was its own
+//! `mmap`). 64 GiB is 1/2048 of the 128 TiB of x86_64 Linux's 47-bit user
+//! half, and 16 times the largest region the project's tests and client
+//! ask for at once. It can fail where address space is limited
+//! (`RLIMIT_AS`, `ulimit -v`): then every `UserMemory::new` fails with the
+//! reason, and nothing else changes. The range's start is published in one
+//! atomic word and its end derived from the constant length, so a probe
+//! racing the reservation sees no user range or all of it.
+//!
+//! # Placement
+//!
+//! Regions are placed next-fit: from where the previous one ended, each
+//! followed by one unmapped guard page, wrapping to the start of the range
+//! when nothing fits above. So a freed region's addresses are not handed out
+//! again until the allocator has gone round 64 GiB of address space, and a
+//! pointer kept past `drop` faults (the pages are mapped `PROT_NONE` again)
+//! instead of reading a newer region. When no gap is large enough,
+//! `UserMemory::new` fails with `OutOfMemory` ("the user range has no free
+//! gap"); regions dropped since make room again.
 
 use std::io;
 #[cfg(target_os = "linux")]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
 use std::sync::{PoisonError, RwLock};
 
 use usercap::CaptureError;
 
 use super::page_size;
+use super::reservation::{Backing, Published, map_fixed, reserve};
 
-/// Live user regions, as `(start, end)`. Writers take the read lock for the
-/// check *and* the write; a region is unregistered and unmapped under the
-/// write lock.
-static REGIONS: RwLock<Vec<(usize, usize)>> = RwLock::new(Vec::new());
+/// The size of the user range: 64 GiB of address space, reserved, not
+/// committed. Every [`UserMemory`] lies inside it.
+pub const USER_RANGE_LEN: usize = 64 << 30;
+
+/// The bounds of the user range, published once.
+static USER_RANGE: Published<USER_RANGE_LEN> = Published::new();
+
+/// The bounds `[start, end)` of the user range, `(0, 0)` before the first
+/// [`UserMemory`] reserved it. One atomic load: the end is the start plus
+/// [`USER_RANGE_LEN`].
+#[inline]
+#[must_use]
+pub fn user_range() -> (usize, usize) {
+    USER_RANGE.bounds()
+}
+
+/// Whether `[addr, addr + len)` lies inside the user range: the addresses a
+/// user-mode `HostSpace` may touch (whether they are mapped is another
+/// matter; the guarded copy finds out). False for every range before the
+/// user range is reserved.
+#[inline]
+#[must_use]
+pub fn is_user_range(addr: usize, len: usize) -> bool {
+    let bounds = user_range();
+    bounds.0 != 0 && is_user_range_in(addr, len, bounds)
+}
+
+/// [`is_user_range`] against bounds the caller loaded: two comparisons.
+/// With unreserved bounds `(0, 0)` only the empty range at 0 passes, which
+/// the probe has rejected before (rules 1 and 2).
+#[inline]
+#[must_use]
+pub(crate) fn is_user_range_in(addr: usize, len: usize, (start, end): (usize, usize)) -> bool {
+    start <= addr && addr.checked_add(len).is_some_and(|stop| stop <= end)
+}
+
+/// The user range and its regions.
+struct Registry {
+    /// The reservation's base, exposed; 0 until reserved.
+    base: usize,
+    /// The regions, as offsets into the range.
+    ranges: Ranges,
+}
+
+/// The registry: placement takes the write lock, and so does dropping a
+/// region (to unregister *and* unmap it); safe writes take the read lock for
+/// the check *and* the write.
+static REGISTRY: RwLock<Registry> = RwLock::new(Registry {
+    base: 0,
+    ranges: Ranges::new(USER_RANGE_LEN),
+});
 
 /// Runs `write` while `[addr, addr + len)` is known to lie inside one live
 /// [`UserMemory`], or returns `None` without running it.
@@ -22,15 +109,123 @@ pub(super) fn while_user_memory<R>(
     len: usize,
     write: impl FnOnce() -> R,
 ) -> Option<R> {
-    let end = addr.checked_add(len)?;
-    let regions = REGIONS.read().unwrap_or_else(PoisonError::into_inner);
-    if regions
-        .iter()
-        .any(|&(start, stop)| start <= addr && end <= stop)
-    {
+    let registry = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
+    let offset = addr
+        .checked_sub(registry.base)
+        .filter(|_| registry.base != 0)?;
+    if registry.ranges.writable_contains(offset, len) {
         Some(write())
     } else {
         None
+    }
+}
+
+/// One region of the user range, as offsets, and the unmapped guard after
+/// it, which placement keeps free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Taken {
+    start: usize,
+    /// The end of the region's pages.
+    end: usize,
+    /// The end of its guard.
+    stop: usize,
+    /// False for a region whose pages could not be given back on drop: its
+    /// addresses are never handed out again, and safe writes refuse them.
+    live: bool,
+}
+
+/// Next-fit placement in a range of `len` bytes; no system calls, so it is
+/// tested on its own.
+#[derive(Debug)]
+struct Ranges {
+    len: usize,
+    /// Where the next search starts: the end of the last placed region's
+    /// guard.
+    cursor: usize,
+    /// The regions, sorted by start, not overlapping (guards included).
+    taken: Vec<Taken>,
+}
+
+impl Ranges {
+    const fn new(len: usize) -> Self {
+        Self {
+            len,
+            cursor: 0,
+            taken: Vec::new(),
+        }
+    }
+
+    /// Where a region of `size` bytes followed by a `guard` would go: the
+    /// first gap at or after the cursor, else the first from the start.
+    fn find(&self, size: usize, guard: usize) -> Option<usize> {
+        let need = size.checked_add(guard)?;
+        self.find_from(self.cursor, need)
+            .or_else(|| self.find_from(0, need))
+    }
+
+    fn find_from(&self, from: usize, need: usize) -> Option<usize> {
+        let mut at = from;
+        for taken in &self.taken {
+            if taken.stop <= at {
+                continue;
+            }
+            if taken.start >= at && taken.start - at >= need {
+                return Some(at);
+            }
+            at = at.max(taken.stop);
+        }
+        (at <= self.len && self.len - at >= need).then_some(at)
+    }
+
+    /// Makes room for one more region, so that [`insert`](Self::insert)
+    /// cannot fail after the pages are mapped.
+    fn reserve_one(&mut self) -> io::Result<()> {
+        self.taken
+            .try_reserve(1)
+            .map_err(|_| io::ErrorKind::OutOfMemory.into())
+    }
+
+    /// Records a region placed at `start` (a result of [`find`](Self::find)
+    /// with this `size` and `guard`) and moves the cursor past its guard.
+    fn insert(&mut self, start: usize, size: usize, guard: usize) {
+        let at = self.taken.partition_point(|t| t.start < start);
+        let stop = start + size + guard;
+        self.taken.insert(
+            at,
+            Taken {
+                start,
+                end: start + size,
+                stop,
+                live: true,
+            },
+        );
+        self.cursor = stop;
+    }
+
+    /// Forgets the region at `start`: its addresses may be placed again.
+    fn remove(&mut self, start: usize) {
+        self.taken.retain(|t| t.start != start);
+    }
+
+    /// Keeps the region at `start` placed for good, but no longer live.
+    fn retire(&mut self, start: usize) {
+        for taken in &mut self.taken {
+            if taken.start == start {
+                taken.live = false;
+            }
+        }
+    }
+
+    /// Whether `[offset, offset + len)` lies inside one live region.
+    fn writable_contains(&self, offset: usize, len: usize) -> bool {
+        let Some(end) = offset.checked_add(len) else {
+            return false;
+        };
+        // The last region starting at or before `offset`.
+        let at = self.taken.partition_point(|t| t.start <= offset);
+        at.checked_sub(1)
+            .and_then(|i| self.taken.get(i))
+            .is_some_and(|t| t.live && end <= t.end)
     }
 }
 
@@ -56,16 +251,20 @@ impl Prot {
 }
 
 /// A region of this process's memory that the model treats as user memory:
-/// page-granular, mapped with `mmap`, never referenced by Rust code.
+/// page-granular, mapped inside the user range ([`user_range`]), never
+/// referenced by Rust code.
 ///
-/// It is the only memory safe code can write to through the guarded copy
-/// ([`copy_to`](super::copy_to), `HostSpace::write`, the facade's
-/// `copy_to_user`/`clear_user`): the module docs explain why. Its own
-/// accessors go through the guarded copy as well, so a page made
-/// inaccessible with [`protect`](Self::protect) gives an error, not a crash.
-/// It hands out addresses and copies only, never a reference.
+/// It is the only memory a user-mode `HostSpace` reads or writes (the
+/// module docs explain the user range), and the only memory safe code can
+/// write to through the guarded copy ([`copy_to`](super::copy_to),
+/// `HostSpace::write`, the facade's `copy_to_user`/`clear_user`; the
+/// [`guarded`](super) module docs explain why). Its own accessors go through
+/// the guarded copy as well, so a page made inaccessible with
+/// [`protect`](Self::protect) gives an error, not a crash. It hands out
+/// addresses and copies only, never a reference.
 ///
-/// Dropping it unregisters and unmaps the region.
+/// Dropping it unregisters it and maps `PROT_NONE` over its pages: the
+/// addresses stay in the user range and fault.
 #[derive(Debug)]
 pub struct UserMemory {
     base: usize,
@@ -77,16 +276,19 @@ pub struct UserMemory {
 
 impl UserMemory {
     /// Maps at least `len` bytes of zeroed, read-write anonymous memory
-    /// (rounded up to whole pages) at an address the kernel chooses, and
-    /// registers it as user memory.
+    /// (rounded up to whole pages) in the user range, and registers it as
+    /// user memory. The first call reserves the user range.
     ///
     /// # Errors
-    /// `InvalidInput` for `len == 0` or a length that overflows when rounded,
-    /// and the error of `mmap` (typically `ENOMEM`).
+    /// `InvalidInput` for `len == 0` or a length that overflows when rounded;
+    /// the error of the reservation, with its reason, if the user range
+    /// cannot be reserved; `OutOfMemory` if the user range has no free gap
+    /// of that size (more than [`USER_RANGE_LEN`] bytes of regions alive);
+    /// the error of `mmap` (typically `ENOMEM`).
     pub fn new(len: usize) -> io::Result<Self> {
         let len = round_to_pages(len)?;
-        let base = map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)?;
-        Self::register(Self {
+        let base = place(len, Backing::Anonymous)?;
+        Ok(Self {
             base,
             len,
             #[cfg(target_os = "linux")]
@@ -95,7 +297,7 @@ impl UserMemory {
     }
 
     /// Maps at least `len` bytes (whole pages) of a shared mapping of a new
-    /// memfd of the same size. Shrinking the file with
+    /// memfd of the same size, in the user range. Shrinking the file with
     /// [`set_file_len`](Self::set_file_len) makes the pages past its end
     /// raise `SIGBUS` on access, the other kind of fault a copy must survive.
     ///
@@ -114,8 +316,8 @@ impl UserMemory {
         // nothing else; the OwnedFd closes it exactly once.
         let file = unsafe { OwnedFd::from_raw_fd(fd) };
         set_len(&file, len)?;
-        let base = map(len, libc::MAP_SHARED, file.as_raw_fd())?;
-        Self::register(Self {
+        let base = place(len, Backing::Shared(file.as_raw_fd()))?;
+        Ok(Self {
             base,
             len,
             file: Some(file),
@@ -134,18 +336,6 @@ impl UserMemory {
             Some(file) => set_len(file, len),
             None => Err(io::ErrorKind::Unsupported.into()),
         }
-    }
-
-    fn register(self) -> io::Result<Self> {
-        let mut regions = REGIONS.write().unwrap_or_else(PoisonError::into_inner);
-        if regions.try_reserve(1).is_err() {
-            drop(regions);
-            // `self` is dropped here: it unregisters nothing and unmaps.
-            return Err(io::ErrorKind::OutOfMemory.into());
-        }
-        regions.push((self.base, self.base + self.len));
-        drop(regions);
-        Ok(self)
     }
 
     /// The address of the first byte.
@@ -289,18 +479,64 @@ impl UserMemory {
 
 impl Drop for UserMemory {
     fn drop(&mut self) {
-        let mut regions = REGIONS.write().unwrap_or_else(PoisonError::into_inner);
-        let base = self.base;
-        regions.retain(|&(start, _)| start != base);
-        let start = std::ptr::with_exposed_provenance_mut::<libc::c_void>(self.base);
-        // SAFETY: unmaps exactly the mapping this value created and owns. No
-        // Rust reference into it exists, and no guarded write can be in
-        // flight or start: writes run under the registry's read lock, and we
-        // hold its write lock until the mapping is gone and unregistered.
-        // Reads that race the unmap fault and fail cleanly.
-        unsafe { libc::munmap(start, self.len) };
-        drop(regions);
+        let mut registry = REGISTRY.write().unwrap_or_else(PoisonError::into_inner);
+        let offset = self.base - registry.base;
+        let start = NonNull::new(std::ptr::with_exposed_provenance_mut::<u8>(self.base));
+        // SAFETY: `[base, base + len)` is the region `place` mapped for this
+        // value alone, inside the user range. No Rust reference into it
+        // exists, and no guarded write can be in flight or start: writes run
+        // under the registry's read lock, and we hold its write lock until
+        // the pages are gone and unregistered. Reads that race this fault
+        // and fail cleanly.
+        let unmapped = start.map(|start| unsafe { map_fixed(start, self.len, Backing::Reserved) });
+        if matches!(unmapped, Some(Ok(_))) {
+            registry.ranges.remove(offset);
+        } else {
+            // The pages may still hold this region's bytes: never placed
+            // again, never written again.
+            registry.ranges.retire(offset);
+        }
+        drop(registry);
     }
+}
+
+/// Maps `len` bytes (whole pages) of `backing` in a free gap of the user
+/// range, reserving the range first if need be, and registers them.
+/// Returns their address.
+fn place(len: usize, backing: Backing) -> io::Result<usize> {
+    let guard = page_size();
+    let mut registry = REGISTRY.write().unwrap_or_else(PoisonError::into_inner);
+    if registry.base == 0 {
+        let base = reserve(USER_RANGE_LEN).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!(
+                    "cannot reserve the user range ({} GiB of address space): {error}",
+                    USER_RANGE_LEN >> 30
+                ),
+            )
+        })?;
+        registry.base = base.as_ptr().expose_provenance();
+        USER_RANGE.publish(registry.base);
+    }
+    let offset = registry.ranges.find(len, guard).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!(
+                "the user range ({} GiB) has no free gap of {len} bytes",
+                USER_RANGE_LEN >> 30
+            ),
+        )
+    })?;
+    registry.ranges.reserve_one()?;
+    let start = std::ptr::with_exposed_provenance_mut::<u8>(registry.base + offset);
+    let start = NonNull::new(start).ok_or(io::ErrorKind::AddrNotAvailable)?;
+    // SAFETY: `[start, start + len)` is a page-aligned free gap of the user
+    // range (the base and every offset are page multiples), found and
+    // claimed under the registry's write lock: PROT_NONE, never referenced.
+    let pages = unsafe { map_fixed(start, len, backing) }?;
+    registry.ranges.insert(offset, len, guard);
+    Ok(pages.as_ptr().addr())
 }
 
 /// `len` rounded up to whole pages; `InvalidInput` for 0 or on overflow.
@@ -309,28 +545,6 @@ fn round_to_pages(len: usize) -> io::Result<usize> {
     len.checked_next_multiple_of(page)
         .filter(|&l| l > 0)
         .ok_or_else(|| io::ErrorKind::InvalidInput.into())
-}
-
-/// A read-write mapping of `len` bytes at an address the kernel chooses.
-fn map(len: usize, flags: libc::c_int, fd: libc::c_int) -> io::Result<usize> {
-    // SAFETY: without MAP_FIXED the kernel picks an unused range, so the
-    // new mapping cannot replace or alias memory that exists; the length is
-    // non-zero and the flags and fd are valid for mmap.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            fd,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ptr.expose_provenance())
-    }
 }
 
 #[cfg(target_os = "linux")]
@@ -345,5 +559,82 @@ fn set_len(file: &OwnedFd, len: usize) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUARD: usize = 1;
+
+    fn place(ranges: &mut Ranges, size: usize) -> Option<usize> {
+        let at = ranges.find(size, GUARD)?;
+        ranges.reserve_one().unwrap();
+        ranges.insert(at, size, GUARD);
+        Some(at)
+    }
+
+    #[test]
+    fn regions_go_next_fit_each_with_a_guard() {
+        let mut ranges = Ranges::new(100);
+        assert_eq!(place(&mut ranges, 10), Some(0));
+        assert_eq!(place(&mut ranges, 10), Some(11), "after the first's guard");
+        ranges.remove(0);
+        // The freed gap at 0 is not reused while there is room above.
+        assert_eq!(place(&mut ranges, 10), Some(22));
+        assert!(ranges.writable_contains(22, 10));
+        assert!(!ranges.writable_contains(22, 11), "into the guard");
+        assert!(!ranges.writable_contains(0, 1), "a freed region");
+        assert!(!ranges.writable_contains(21, 2), "a guard, then a region");
+    }
+
+    #[test]
+    fn placement_wraps_and_fails_cleanly_when_full() {
+        let mut ranges = Ranges::new(100);
+        assert_eq!(place(&mut ranges, 49), Some(0));
+        assert_eq!(place(&mut ranges, 49), Some(50));
+        // 100 bytes, all taken (a guard each): nothing fits, not even 1.
+        assert_eq!(ranges.find(1, GUARD), None);
+        ranges.remove(0);
+        // Only the freed gap at the start is left: the search wraps to it.
+        assert_eq!(ranges.find(50, GUARD), None, "49 + guard is all there is");
+        assert_eq!(place(&mut ranges, 49), Some(0));
+        // A request larger than the whole range, or one that overflows.
+        assert_eq!(Ranges::new(100).find(100, GUARD), None);
+        assert_eq!(Ranges::new(100).find(99, GUARD), Some(0));
+        assert_eq!(Ranges::new(100).find(usize::MAX, GUARD), None);
+    }
+
+    #[test]
+    fn a_retired_region_is_never_placed_nor_written_again() {
+        let mut ranges = Ranges::new(30);
+        assert_eq!(place(&mut ranges, 9), Some(0));
+        assert_eq!(place(&mut ranges, 9), Some(10));
+        ranges.retire(0);
+        assert!(!ranges.writable_contains(0, 1));
+        assert!(ranges.writable_contains(10, 9));
+        ranges.remove(10);
+        // 10..30 is free; 0..10 stays taken.
+        assert_eq!(place(&mut ranges, 9), Some(20));
+        assert_eq!(
+            place(&mut ranges, 9),
+            Some(10),
+            "wrapped past the retired one"
+        );
+        assert_eq!(ranges.find(1, GUARD), None);
+    }
+
+    #[test]
+    fn writes_need_one_live_region_for_the_whole_range() {
+        let mut ranges = Ranges::new(100);
+        place(&mut ranges, 10);
+        place(&mut ranges, 10);
+        assert!(ranges.writable_contains(0, 10));
+        assert!(ranges.writable_contains(11, 10));
+        assert!(ranges.writable_contains(5, 0));
+        assert!(!ranges.writable_contains(5, 10), "across the guard");
+        assert!(!ranges.writable_contains(50, 1), "no region");
+        assert!(!ranges.writable_contains(5, usize::MAX), "wraps");
     }
 }

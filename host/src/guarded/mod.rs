@@ -40,12 +40,22 @@
 //!   returned `Result`, a capture slot), so a by-value capture writes each
 //!   byte once and pays no call. A fault writes nothing and just fails the
 //!   read: a capture is all or nothing, so no count is computed.
-//! * The table is one section, `usercap_extable`, that every object adds
+//! * The table is one section, `usercap_extable_v1`, that every object adds
 //!   its entries to (the routines' and each inline block's, wherever the
 //!   compiler instantiated it), flagged `SHF_GNU_RETAIN` so the linker's
 //!   garbage collection keeps it, and read between the linker-defined
-//!   `__start_usercap_extable` and `__stop_usercap_extable`, as the kernel
-//!   reads `__ex_table`.
+//!   `__start_usercap_extable_v1` and `__stop_usercap_extable_v1`, as the
+//!   kernel reads `__ex_table`. The `v1` is the version of the entry format
+//!   (the entry layout, its `side` values and the register roles the handler
+//!   reads): two copies of this crate in one program (two semver-incompatible
+//!   versions, which cargo builds as two crates) add to and read the same
+//!   table only if they agree on the format, and a change of format changes
+//!   the name, so neither handler ever misreads the other's entries. The
+//!   routines' global symbols carry the crate's major and minor version
+//!   (`usercap_host_0_1_copy_from`), so two such copies also link side by
+//!   side. Each copy installs its own handler; the one installed second
+//!   finds the first as its previous disposition and forwards to it (rule
+//!   4).
 //! * A `SIGSEGV`/`SIGBUS` handler (installed once by [`install`], which every
 //!   copy function calls) that rewrites `RIP` to the fixup when, and only
 //!   when, the fault is ours.
@@ -63,30 +73,85 @@
 //!    not hidden. A non-canonical address raises `#GP`, which the kernel
 //!    reports as `SI_KERNEL` with `si_addr == 0`; it is claimed only if the
 //!    remaining untrusted range reaches past the 47-bit user half.
-//! 4. Anything else is given back: the previous disposition (saved before
-//!    ours was installed, `SIG_DFL` if unknown) is restored and the handler
-//!    returns, so the fault repeats and is handled, or kills the process, as
-//!    if we had never been there. A *sent* signal does not repeat, so it is
-//!    re-raised and is delivered to that previous disposition as soon as the
-//!    handler returns. From then on the guarded backend is disabled and the
-//!    copy functions use the `process_vm_readv` fallback. We never call std's
-//!    handler ourselves: on a fault it does not recognise it resets the
-//!    disposition to `SIG_DFL` for the whole process.
-//! 5. The handler only does arithmetic, atomic loads/stores, `sigaction` and
-//!    `raise`, all async-signal-safe. No `SA_NODEFER`.
+//! 4. Anything else is passed on, in place, to the disposition that was
+//!    there before ours (saved when ours was installed): the handler never
+//!    uninstalls itself, so a sent signal or a foreign fault never takes the
+//!    guarded copies of other threads down with it. What that disposition
+//!    gets is what the kernel would have given it without us:
+//!    - `SIG_IGN`: a sent signal is discarded; a fault is treated as under
+//!      `SIG_DFL`, since the kernel never lets a fault be ignored;
+//!    - `SIG_DFL`: restored, and the default action happens: a fault
+//!      repeats on return, a sent signal is raised again; the process dies
+//!      as it would have;
+//!    - a handler: called with its own convention (`SA_SIGINFO` or not),
+//!      this signal's `siginfo` and context, its own mask, `SA_NODEFER` and
+//!      `SA_RESETHAND` applied. If it changes the disposition while it runs
+//!      (std's handler sets `SIG_DFL` for every fault that is not a stack
+//!      overflow, and for every sent signal), the new disposition is what we
+//!      forward to from then on, and ours is put back at once.
+//!
+//!    So one sent `SIGSEGV` goes to std's handler, which resets the
+//!    disposition and returns: the process survives it, as it does without
+//!    this crate, and the next one kills it, as it does without this crate.
+//!    The guarded backend stays active throughout. One window remains: from
+//!    the moment a forwarded-to handler changes the disposition to the
+//!    moment ours is back (one `sigaction` call, a few hundred nanoseconds),
+//!    a guarded copy that faults *on another thread* meets the handler's
+//!    disposition instead of ours; for std's, `SIG_DFL`, so the process
+//!    dies. Only a signal forwarded to a handler that writes the disposition
+//!    opens it (for std's handler: a sent signal; a foreign fault kills the
+//!    process anyway), and closing it would take intercepting the other
+//!    handler's own `sigaction` call (interposing libc's symbol, or syscall
+//!    user dispatch), which a library has no business doing. With three
+//!    threads in faulting copies without pause on two cores, it killed 13
+//!    of 200 processes that got one `SIGSEGV` sent to an idle thread, and 2
+//!    of 200 that got one sent to the process (`host/tests/subprocess.rs`,
+//!    the `_unpaused` scenarios, which no test runs); the tests keep their
+//!    copiers out of it.
+//!    We never hand a fault of our own copies to std's handler: on a fault
+//!    it does not recognise it resets the disposition to `SIG_DFL` for the
+//!    whole process. [`forwarded_signals`] counts the signals passed on.
+//! 5. The handler only does arithmetic, atomic loads and stores, a spin
+//!    lock held for three atomic accesses, `sigaction`, `sigismember`/
+//!    `sigaddset`, `pthread_sigmask` and `raise`, all async-signal-safe, and
+//!    calls the previous handler, which was written to run in a signal
+//!    handler. No `SA_NODEFER`. It reads the signal frame through raw
+//!    pointers only: glibc's `ucontext_t` (968 bytes) is longer than the
+//!    kernel's (304), which the kernel follows with the `siginfo`, so a
+//!    `&mut ucontext_t` would overlap `*info`.
 //!
 //! # Soundness: reads anywhere, writes only to [`UserMemory`]
 //!
 //! The copy routines are safe functions, so no argument may lead to
 //! undefined behaviour. The two directions differ:
 //!
-//! * **Reads may target any address.** A read either faults (and becomes a
-//!   short count) or returns bytes; it never changes memory, so it cannot
-//!   break an invariant that Rust code relies on. Like `copy_from_user`
-//!   racing a user thread, a read that overlaps memory another thread is
-//!   writing returns unspecified (possibly torn) bytes. The access is made
-//!   by assembly the compiler cannot see into, with no Rust reference to the
-//!   source.
+//! * **Reads may target any address**, under one assumption. A read
+//!   either faults (and becomes a short count) or returns bytes; it never
+//!   changes memory, so it cannot break an invariant that Rust code relies
+//!   on. The access is made by assembly the compiler cannot see into, with
+//!   no Rust reference to the source. That makes a read harmless for memory
+//!   that no Rust allocation owns and that only this module's routines
+//!   touch: [`UserMemory`] (a user-mode `HostSpace` reads nothing else),
+//!   unmapped and `PROT_NONE` pages. There, a read racing another thread's
+//!   write is what `copy_from_user` racing a user thread is: unspecified,
+//!   possibly torn bytes, and nothing worse, as with memory shared with
+//!   another process. For memory that Rust code owns (the heap, a stack, a
+//!   [`KernelBuffer`](crate::KernelBuffer)), which kernel-mode `HostSpace`,
+//!   these functions and the Linux facade may read, the read is an access
+//!   in the Rust abstract machine like any other: a read of bytes another
+//!   thread writes at the same time, or of bytes under a live `&mut`
+//!   elsewhere, is a data race or an aliasing violation, undefined
+//!   behaviour however harmless the hardware finds it. These functions
+//!   cannot check that, so the assumption is the caller's, as it is in a
+//!   kernel, where a kernel-mode caller's pointers are trusted: kernel-mode
+//!   reads of Rust memory must not race with writes to it or read memory a
+//!   `&mut` holds (a source that overlaps the destination among them).
+//!   `HostSpace` keeps to it: in user mode it reads only the user range, and
+//!   in kernel mode it refuses a source that overlaps the destination (a
+//!   request's input pointer at its own SystemBuffer), the one case it can
+//!   see. The functions here do not check even that: [`overlaps`] costs
+//!   about a nanosecond on every copy, a third of an 8-byte capture, and a
+//!   user-mode probe has already made it impossible.
 //! * **Writes may target only memory this model owns as user memory.** A
 //!   write to an arbitrary address could land in a live `&`/`&mut`, a heap
 //!   allocator's metadata or an immutable static: undefined behaviour reached
@@ -114,8 +179,28 @@
 //!   `1 << 63`, is rejected up front: nothing is touched and the full length
 //!   is returned. A zero length returns 0 without touching anything.
 //! * A thread that blocks `SIGSEGV`/`SIGBUS` is killed by the kernel on any
-//!   fault, including ours. Code that installs its own `SIGSEGV`/`SIGBUS`
-//!   handler after [`install`] disables this mechanism; a fault is then fatal.
+//!   fault, including ours.
+//! * **Other libraries' handlers.** Installed *before* [`install`] (std's,
+//!   a crash reporter's), a handler gets every signal that is not ours, as
+//!   rule 4 says. Installed *after* it, it gets every fault first,
+//!   ours included: if it forwards what it does not recognise to the
+//!   handler it found (ours), as well-behaved runtimes do, the guarded copy
+//!   keeps working; if it does not, a fault in a guarded copy is whatever
+//!   that handler makes of it, typically death.
+//! * **A guarded copy claims its faults first.** A fault at a listed
+//!   instruction on the untrusted side is ours, whatever the page is. If a
+//!   copy reads memory that another library protects on purpose and
+//!   recovers on a fault (a GC's barrier pages, a JIT's lazily committed
+//!   code, a wasm runtime's lazily mapped linear memory), the other
+//!   library's handler never sees that fault: the copy stops there, short.
+//!   Faults the kernel resolves on its own (demand paging, swap-in,
+//!   copy-on-write, `userfaultfd` ranges) raise no signal and are invisible
+//!   to everyone; only what would have been a `SIGSEGV` or `SIGBUS` reaches
+//!   a handler.
+//! * **Not async-signal-safe.** The copy functions call [`install`], which
+//!   runs a `Once` (it may wait for another thread's installation), and the
+//!   writes take the [`UserMemory`] registry's read lock, which waits while
+//!   a region is placed or dropped. Do not call them from a signal handler.
 //! * A fault costs a few microseconds and faults serialise in the kernel: this
 //!   is an error path, never a control-flow device for a fast path.
 //! * Targets other than `x86_64` Linux use `process_vm_readv`/`writev` on our
@@ -134,20 +219,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod arch;
 mod memory;
+mod reservation;
 mod system;
 mod vm;
 
-pub use memory::{Prot, UserMemory};
+pub(crate) use memory::is_user_range_in;
+pub use memory::{Prot, USER_RANGE_LEN, UserMemory, is_user_range, user_range};
+pub(crate) use system::SystemPages;
 pub use system::{
     MAX_KERNEL_BUFFER_LEN, MAX_KERNEL_BUFFERS, SYSTEM_SPACE_LEN, is_kernel_range, system_space,
 };
-pub(crate) use system::{SystemPages, is_kernel_range_in};
 
 /// Which copy implementation to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// Exception-table routines; only on `x86_64` Linux, elsewhere (or once
-    /// the handler gave a signal back) this is the same as
+    /// Exception-table routines; only on `x86_64` Linux, elsewhere (or if
+    /// the handler could not be installed) this is the same as
     /// [`Backend::ProcessVmReadv`].
     #[default]
     Guarded,
@@ -180,15 +267,27 @@ pub fn install() {
     arch::install();
 }
 
-/// Whether [`Backend::Guarded`] currently runs the exception-table routines
-/// (installs the handler first). False on other targets, if installation
-/// failed, or once the handler has given a foreign signal back (rule 4).
+/// Whether [`Backend::Guarded`] runs the exception-table routines (installs
+/// the handler first). False on other targets and if installation failed;
+/// once true, true for good: the handler never uninstalls itself (rule 4).
 #[must_use]
 pub fn is_guarded() -> bool {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     return arch::active();
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     false
+}
+
+/// How many signals the `SIGSEGV`/`SIGBUS` handler has passed on to the
+/// disposition it found (rule 4 of the module docs): signals sent with
+/// `kill`/`pthread_kill`, and faults that were not a guarded copy's. Counted
+/// when the forward is done. Always 0 on targets without the handler.
+#[must_use]
+pub fn forwarded_signals() -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    return arch::forwarded();
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    0
 }
 
 /// A full speculation barrier: `lfence` on `x86_64`; elsewhere a compiler
@@ -324,11 +423,98 @@ pub(crate) fn mask_user_range_in(
     }
 }
 
+/// Probe rule 5 as [`HostSpace`](crate::HostSpace) applies it: returns
+/// `addr` if `[addr, addr + len)` lies inside the [user range](user_range)
+/// and ends at or below `limit`; otherwise 0, the null page.
+///
+/// The same branch-free data dependency as [`mask_user_range`] (see there
+/// for why): the caller rejected such ranges with ordinary branches, and
+/// this makes the address the copy loads from depend on the answer, so a
+/// mispredicted check cannot feed a speculative load from kernel memory.
+/// Here kernel memory is everything outside the user range, so the check is
+/// one range test where `mask_user_range` has two: with
+/// `top = min(end, limit)`, `addr - start <= top - start - len`, computed
+/// modulo 2^64 from bounds that do not depend on `addr`, so the copy waits
+/// three instructions for the mask (a `mov`, a `sub` and a `cmp` before one
+/// `cmov`). A window too small for `len` (or no user range yet) becomes
+/// `start = 0, top - start - len = 0`, which only `addr = 0` passes: the null
+/// page either way.
+///
+/// A `len` of 0 is checked as 1.
+///
+/// On targets other than `x86_64` it returns `addr` after a compiler fence,
+/// as [`mask_user_range`] does.
+#[inline]
+#[must_use]
+pub fn mask_to_user_range(addr: usize, len: usize, limit: usize) -> usize {
+    mask_to_user_range_in(addr, len, limit, user_range())
+}
+
+/// [`mask_to_user_range`] against user-range bounds the caller has already
+/// loaded for its branchy check, so that both use the same load.
+#[inline]
+#[must_use]
+pub(crate) fn mask_to_user_range_in(
+    addr: usize,
+    len: usize,
+    limit: usize,
+    (start, end): (usize, usize),
+) -> usize {
+    let len = len.max(1);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let masked: usize;
+        // SAFETY: register arithmetic only: no memory access, no stack, no
+        // flags or registers live across it other than the declared
+        // operands (`pure, nomem, nostack`; flags are clobbered, which
+        // `asm!` assumes without `preserves_flags`).
+        unsafe {
+            core::arch::asm!(
+                // What does not depend on `addr` first.
+                "xor {zero:e}, {zero:e}",
+                // top = min(end, limit)
+                "cmp {top}, {limit}",
+                "cmova {top}, {limit}",
+                // room = top - start - len, the largest offset of an
+                // accepted range from `start`; if top < start or the window
+                // is shorter than len, start = room = 0.
+                "sub {top}, {start}",
+                "cmovb {top}, {zero}",
+                "sub {top}, {len}",
+                "cmovb {top}, {zero}",
+                "cmovb {start}, {zero}",
+                // The three instructions that wait for `addr`, and the cmov.
+                "mov {d}, {addr}",
+                "sub {d}, {start}",
+                "cmp {d}, {top}",
+                "cmova {addr}, {zero}",
+                addr = inout(reg) addr => masked,
+                len = in(reg) len,
+                limit = in(reg) limit,
+                start = inout(reg) start => _,
+                top = inout(reg) end => _,
+                zero = out(reg) _,
+                d = out(reg) _,
+                options(pure, nomem, nostack),
+            );
+        }
+        masked
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (len, limit, start, end);
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        addr
+    }
+}
+
 /// Copies `dst.len()` bytes from the untrusted address `src` into `dst`.
 ///
 /// Returns the number of bytes **not** copied (0 on success); the copied
 /// bytes are the prefix `dst[..dst.len() - ret]` and the rest of `dst` is
-/// left untouched (not zero-filled). Never crashes on a bad `src`.
+/// left untouched (not zero-filled). Never crashes on a bad `src`. See the
+/// module docs for what a read of memory Rust code owns assumes (a `src`
+/// that overlaps `dst` breaks it).
 #[must_use]
 #[inline]
 pub fn copy_from(dst: &mut [u8], src: usize) -> usize {
@@ -591,6 +777,14 @@ unsafe fn copy_from_raw(backend: Backend, dst: *mut u8, len: usize, src: usize) 
     let _ = backend;
     // SAFETY: forwarded from our own contract.
     unsafe { vm::read(dst, len, src) }
+}
+
+/// Whether `[src, src + len)` and `[dst, dst + len)` share a byte (`len >
+/// 0`): a read of the buffer being written (see the module docs).
+#[inline]
+#[must_use]
+pub fn overlaps(src: usize, dst: usize, len: usize) -> bool {
+    src.wrapping_sub(dst) < len || dst.wrapping_sub(src) < len
 }
 
 /// [`copy_to`] with an explicit backend.

@@ -8,21 +8,35 @@
 //! that shape: the first [`KernelBuffer`] reserves [`SYSTEM_SPACE_LEN`] bytes
 //! of `PROT_NONE` address space (no memory behind it), cut into
 //! [`MAX_KERNEL_BUFFERS`] slots. A buffer maps read-write pages at the start
-//! of a free slot; the rest of the slot stays a guard. Dropping the buffer
-//! maps `PROT_NONE` over its pages again, so its old address faults, like
-//! freed pool, and stays a kernel address.
+//! of a free slot (next-fit: the first free one after the slot handed out
+//! last); the rest of the slot stays a guard. Dropping the buffer maps
+//! `PROT_NONE` over its pages again, so its old address faults, like freed
+//! pool, and stays a kernel address until the slot comes round again.
 //!
-//! The reservation is made once and never released: its bounds are two
-//! atomics that change once, from `(0, 0)` (nothing is kernel) to the range.
+//! The reservation is made once and never released (see [`reservation`]):
+//! its start is published in one atomic word, and its end is derived from
+//! the constant [`SYSTEM_SPACE_LEN`], so a probe racing the first
+//! `KernelBuffer::new` sees either no system space or all of it.
+//!
+//! Since the user range came in (see [`UserMemory`](super::UserMemory)),
+//! system space is not what makes a `KernelBuffer` kernel memory for
+//! `HostSpace`: a user-mode probe accepts only the user range, and system
+//! space lies outside it like every other mapping of the process. System
+//! space stays because it keeps the shape of Windows' pool: a freed buffer's
+//! address stays a kernel address and faults, every buffer has a guard, and
+//! [`is_kernel_range`] answers "is this pool?" in two comparisons, which the
+//! Linux facade's `access_ok` uses.
 //!
 //! [`KernelBuffer`]: crate::KernelBuffer
+//! [`reservation`]: super::reservation
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::ptr::NonNull;
 use std::sync::{Mutex, PoisonError};
 
 use usercap::CaptureError;
 
 use super::page_size;
+use super::reservation::{Backing, Published, map_fixed, reserve};
 
 /// How many kernel buffers can be alive at once: the number of slots.
 pub const MAX_KERNEL_BUFFERS: usize = 256;
@@ -40,32 +54,42 @@ pub const MAX_KERNEL_BUFFER_LEN: usize = SLOT_LEN - SLOT_GUARD;
 /// committed.
 pub const SYSTEM_SPACE_LEN: usize = MAX_KERNEL_BUFFERS * SLOT_LEN;
 
-/// Start of system space, 0 until reserved.
-static START: AtomicUsize = AtomicUsize::new(0);
-/// End of system space, 0 until reserved.
-static END: AtomicUsize = AtomicUsize::new(0);
+/// The bounds of system space, published once.
+static SYSTEM_SPACE: Published<SYSTEM_SPACE_LEN> = Published::new();
 
-/// The reservation's base (0 until made) and which slots are taken.
+/// The reservation's base (0 until made, exposed), which slots are taken,
+/// and where the search for a free one starts.
 struct Slots {
     base: usize,
     taken: [bool; MAX_KERNEL_BUFFERS],
+    /// The slot after the one handed out last: slots are handed out
+    /// next-fit, so a freed buffer's address keeps faulting until every
+    /// other slot has been used since, rather than being mapped again by
+    /// the next buffer (another thread's, say) at once.
+    next: usize,
 }
 
 static SLOTS: Mutex<Slots> = Mutex::new(Slots {
     base: 0,
     taken: [false; MAX_KERNEL_BUFFERS],
+    next: 0,
 });
 
 /// The bounds `[start, end)` of system space, `(0, 0)` before the first
-/// [`KernelBuffer`](crate::KernelBuffer) reserved it.
+/// [`KernelBuffer`](crate::KernelBuffer) reserved it. One atomic load: the
+/// end is the start plus [`SYSTEM_SPACE_LEN`].
 #[inline]
 #[must_use]
 pub fn system_space() -> (usize, usize) {
-    (START.load(Ordering::Acquire), END.load(Ordering::Acquire))
+    SYSTEM_SPACE.bounds()
 }
 
 /// Whether `[addr, addr + len)` overlaps system space. An empty range
 /// overlaps it when `addr` lies inside it.
+///
+/// This is the question "is this pool?", not "is this kernel memory?": for
+/// `HostSpace`, kernel memory is everything outside the user range
+/// ([`is_user_range`](super::is_user_range)), the heap included.
 #[inline]
 #[must_use]
 pub fn is_kernel_range(addr: usize, len: usize) -> bool {
@@ -75,19 +99,30 @@ pub fn is_kernel_range(addr: usize, len: usize) -> bool {
 /// [`is_kernel_range`] against bounds the caller loaded.
 #[inline]
 #[must_use]
-pub(crate) fn is_kernel_range_in(addr: usize, len: usize, (start, end): (usize, usize)) -> bool {
+fn is_kernel_range_in(addr: usize, len: usize, (start, end): (usize, usize)) -> bool {
     addr < end && start < addr.saturating_add(len.max(1))
 }
 
 /// Read-write pages at the start of one slot of system space, owned.
 #[derive(Debug)]
 pub(crate) struct SystemPages {
-    base: usize,
+    /// The pointer `mmap` returned for the pages: the slices are derived
+    /// from it, with its provenance.
+    ptr: NonNull<u8>,
     len: usize,
     /// The mapped length: `len` rounded up to whole pages.
     mapped: usize,
     slot: usize,
 }
+
+// SAFETY: `SystemPages` owns its pages as a `Box<[u8]>` owns its heap block:
+// nothing else maps, unmaps or references them, `&self` gives shared
+// read-only access and `&mut self` exclusive access. The raw pointer is
+// what makes the type not `Send`/`Sync` automatically, not any thread
+// affinity of the memory.
+unsafe impl Send for SystemPages {}
+// SAFETY: as above; there is no interior mutability behind `&self`.
+unsafe impl Sync for SystemPages {}
 
 impl SystemPages {
     /// `len` zeroed bytes in a free slot (an empty buffer takes a slot too,
@@ -105,24 +140,32 @@ impl SystemPages {
             .ok_or(CaptureError::NoMemory)?;
         let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
         if slots.base == 0 {
-            slots.base = reserve()?;
-            START.store(slots.base, Ordering::Release);
-            END.store(slots.base + SYSTEM_SPACE_LEN, Ordering::Release);
+            let base = reserve(SYSTEM_SPACE_LEN).map_err(|_| CaptureError::NoMemory)?;
+            slots.base = base.as_ptr().expose_provenance();
+            SYSTEM_SPACE.publish(slots.base);
         }
-        let slot = slots
-            .taken
-            .iter()
-            .position(|&taken| !taken)
+        let slot = (0..MAX_KERNEL_BUFFERS)
+            .map(|i| (slots.next + i) % MAX_KERNEL_BUFFERS)
+            .find(|&slot| slots.taken.get(slot) == Some(&false))
             .ok_or(CaptureError::NoMemory)?;
-        let base = slots.base + slot * SLOT_LEN;
-        if mapped > 0 {
-            remap(base, mapped, libc::PROT_READ | libc::PROT_WRITE)?;
-        }
+        let start = std::ptr::with_exposed_provenance_mut::<u8>(slots.base + slot * SLOT_LEN);
+        let start = NonNull::new(start).ok_or(CaptureError::NoMemory)?;
+        let ptr = if mapped > 0 {
+            // SAFETY: `[start, start + mapped)` is the page-aligned start of
+            // a free slot of our reservation (`mapped <= SLOT_LEN -
+            // SLOT_GUARD`), owned by this function under the `SLOTS` lock;
+            // a free slot is PROT_NONE, never referenced.
+            unsafe { map_fixed(start, mapped, Backing::Anonymous) }
+                .map_err(|_| CaptureError::NoMemory)?
+        } else {
+            start
+        };
         if let Some(taken) = slots.taken.get_mut(slot) {
             *taken = true;
         }
+        slots.next = (slot + 1) % MAX_KERNEL_BUFFERS;
         Ok(Self {
-            base,
+            ptr,
             len,
             mapped,
             slot,
@@ -130,8 +173,8 @@ impl SystemPages {
     }
 
     /// The address of the first byte.
-    pub(crate) const fn addr(&self) -> usize {
-        self.base
+    pub(crate) fn addr(&self) -> usize {
+        self.ptr.as_ptr().addr()
     }
 
     /// The bytes.
@@ -139,16 +182,15 @@ impl SystemPages {
         if self.len == 0 {
             return &[];
         }
-        // SAFETY: `[base, base + len)` lies in pages this value mapped
-        // read-write in `new` and unmaps only in `drop`, so it is valid for
-        // reads for as long as `&self` lives. The mapping is fresh anonymous
+        // SAFETY: `ptr` is the mapping `new` made of `mapped >= len`
+        // read-write bytes, which only `drop` unmaps, so it is valid for
+        // reads of `len` bytes for as long as `&self` lives, and its
+        // provenance is that mapping's. The mapping is fresh anonymous
         // memory (initialised, zero or written since). Mutation goes only
         // through `as_mut_slice`, which needs `&mut self`; the guarded copy
         // never writes outside `UserMemory` (see the module docs of
-        // `guarded`), and its reads do not create references.
-        unsafe {
-            std::slice::from_raw_parts(std::ptr::with_exposed_provenance(self.base), self.len)
-        }
+        // `guarded`).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     /// The bytes, for kernel code to change.
@@ -158,12 +200,7 @@ impl SystemPages {
         }
         // SAFETY: as for `as_slice`; `&mut self` makes this the only
         // reference into the pages for its lifetime.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                std::ptr::with_exposed_provenance_mut(self.base),
-                self.len,
-            )
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -173,70 +210,16 @@ impl Drop for SystemPages {
         // Back to a guard: the old address faults and reads nothing. If
         // the remap fails the slot stays taken, so its pages are never
         // handed out again with old content in them.
-        if self.mapped > 0 && remap(self.base, self.mapped, libc::PROT_NONE).is_err() {
-            return;
+        if self.mapped > 0 {
+            // SAFETY: `[ptr, ptr + mapped)` are this value's own pages in
+            // its slot; the references `as_slice`/`as_mut_slice` handed out
+            // borrowed `self` and so have ended.
+            if unsafe { map_fixed(self.ptr, self.mapped, Backing::Reserved) }.is_err() {
+                return;
+            }
         }
         if let Some(taken) = slots.taken.get_mut(self.slot) {
             *taken = false;
         }
-    }
-}
-
-/// Reserves system space: `PROT_NONE`, nothing committed.
-fn reserve() -> Result<usize, CaptureError> {
-    // SAFETY: without MAP_FIXED the kernel picks an unused range, so the
-    // reservation cannot replace or alias existing memory. PROT_NONE: no
-    // byte of it is accessible until a slot is remapped.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            SYSTEM_SPACE_LEN,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        Err(CaptureError::NoMemory)
-    } else {
-        Ok(ptr.expose_provenance())
-    }
-}
-
-#[cfg(target_os = "linux")]
-const NORESERVE: libc::c_int = libc::MAP_NORESERVE;
-#[cfg(not(target_os = "linux"))]
-const NORESERVE: libc::c_int = 0;
-
-/// Replaces `[addr, addr + len)` of system space with fresh zeroed
-/// anonymous pages of protection `prot`.
-fn remap(addr: usize, len: usize, prot: libc::c_int) -> Result<(), CaptureError> {
-    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
-    let flags = if prot == libc::PROT_NONE {
-        flags | NORESERVE
-    } else {
-        flags
-    };
-    // SAFETY: callers pass a page-aligned range inside one slot of the
-    // reservation (`SLOTS` holds its base; slots never overlap and a
-    // mapping never reaches the slot's guard), which this module owns, so
-    // MAP_FIXED replaces only our own pages. The pages replaced are either
-    // PROT_NONE (never referenced) or those of a `SystemPages` being
-    // dropped, whose references ended with it.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::with_exposed_provenance_mut(addr),
-            len,
-            prot,
-            flags,
-            -1,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        Err(CaptureError::NoMemory)
-    } else {
-        Ok(())
     }
 }

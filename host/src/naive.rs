@@ -1,9 +1,12 @@
 //! **ANTI-PATTERN. Do not copy this code.** SUM written the classic Windows
 //! way, to show what usercap's `Captured` types prevent.
 //!
-//! This module exists only in the host model (tests, `usercap demo`). It is
-//! never compiled into the driver, and no handler in `usercap-device` looks
-//! like it.
+//! This module exists only in the models (tests, `usercap demo`). It is
+//! generic over [`AddressSpace`], so the same handler runs over `HostSpace`
+//! on Linux and over `usercap-seh`'s `SehSpace` in the client's `sim`
+//! transport on Windows (and under Wine): one anti-pattern on both
+//! platforms, not two. It is never compiled into the driver, and no handler
+//! in `usercap-device` looks like it.
 //!
 //! [`NaiveSum`] handles `IOCTL_SUM` (METHOD_NEITHER, [`SumRequest`] in,
 //! [`SumReply`] out) the way countless drivers do:

@@ -874,9 +874,17 @@ pub struct Outcomes {
     /// race row without enough raced calls or without every outcome); it
     /// counts as failed.
     pub inconclusive: bool,
+    /// Not run: the transport cannot aim this scenario (the device's own
+    /// kernel memory, whose address user mode never learns from
+    /// usercap.sys). Neither passed nor failed; reported as SKIP and
+    /// counted apart.
+    pub not_run: bool,
     /// What was seen.
     pub detail: String,
 }
+
+/// How a scenario's detail starts when the transport could not run it.
+const NOT_RUN: &str = "not run:";
 
 fn run_one(transport: &dyn Transport, scenario: &Scenario, options: &Options) -> Outcomes {
     let result = Lab::new(transport).and_then(|lab| match &scenario.check {
@@ -901,12 +909,14 @@ fn run_one(transport: &dyn Transport, scenario: &Scenario, options: &Options) ->
             name: scenario.name,
             passed: true,
             inconclusive: false,
+            not_run: detail.starts_with(NOT_RUN),
             detail,
         },
         Err(detail) => Outcomes {
             name: scenario.name,
             passed: false,
             inconclusive: detail.starts_with(INCONCLUSIVE),
+            not_run: false,
             detail,
         },
     }
@@ -963,14 +973,15 @@ pub fn run(transport: &dyn Transport, options: &Options, out: &mut dyn Write) ->
         bar.finish_and_clear();
     }
     let failed = results.iter().filter(|r| !r.passed).count();
-    let succeeded = results.len() - failed;
+    let not_run = results.iter().filter(|r| r.not_run).count();
+    let succeeded = results.len() - failed - not_run;
     if options.json {
         let rows: Vec<_> = results
             .iter()
-            .map(|r| serde_json::json!({ "scenario": r.name, "passed": r.passed, "inconclusive": r.inconclusive, "detail": r.detail }))
+            .map(|r| serde_json::json!({ "scenario": r.name, "passed": r.passed && !r.not_run, "inconclusive": r.inconclusive, "not_run": r.not_run, "detail": r.detail }))
             .collect();
         let summary = serde_json::json!({
-            "transport": transport.name(), "passes": passes, "passed": succeeded, "failed": failed,
+            "transport": transport.name(), "passes": passes, "passed": succeeded, "failed": failed, "not_run": not_run,
             "results": rows,
         });
         let _ = writeln!(out, "{summary}");
@@ -986,6 +997,7 @@ pub fn run(transport: &dyn Transport, options: &Options, out: &mut dyn Write) ->
             .collect();
         for r in &results {
             let verdict = match (r.passed, r.inconclusive) {
+                (true, _) if r.not_run => "SKIP",
                 (true, _) => "PASS",
                 (false, true) => "INCONCLUSIVE",
                 (false, false) => "FAIL",
@@ -997,6 +1009,13 @@ pub fn run(transport: &dyn Transport, options: &Options, out: &mut dyn Write) ->
                 r.name, expect, r.detail
             );
         }
+    }
+    if not_run > 0 && !options.json {
+        let _ = writeln!(
+            out,
+            "{not_run} not run: the {} transport cannot aim them",
+            transport.name()
+        );
     }
     let _ = writeln!(out, "{succeeded} passed, {failed} failed");
     u8::from(failed > 0)

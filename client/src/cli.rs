@@ -7,7 +7,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success: the request succeeded, every attack scenario passed, the demo's usercap handler held |
-//! | 1 | the device answered with an error status (an IOCTL command, the demo's tour, a bench call); an attack scenario failed or was inconclusive; the demo's usercap handler read past its bound |
+//! | 1 | the device answered with an error status (an IOCTL command, the demo's tour, a bench call); an attack scenario failed or was inconclusive; the demo's usercap handler read past its bound, or its race was not shown |
 //! | 2 | usage error: the arguments do not parse (from clap) |
 //! | 3 | no answer: the device could not be reached or opened, the simulated I/O manager caught a Verifier violation, the reply did not decode, or the request could not be built (an unreadable file, user memory that could not be allocated) |
 
@@ -51,7 +51,7 @@ Exit codes:
      usercap handler held
   1  the device answered with an error status (an IOCTL command, the demo's
      tour, a bench call); an attack scenario failed or was inconclusive; the
-     demo's usercap handler read past its bound
+     demo's usercap handler read past its bound, or its race was not shown
   2  usage error: the arguments do not parse
   3  no answer: the device could not be reached or opened, the simulated I/O
      manager caught a Verifier violation, the reply did not decode, or the
@@ -129,7 +129,8 @@ pub enum Command {
     Stats,
     /// The guided tour: every IOCTL, then the double-fetch race side by side.
     Demo {
-        /// Rounds of the race.
+        /// Raced rounds per handler: SUM calls that overlapped a write of
+        /// the count.
         #[arg(long, default_value_t = 20_000)]
         rounds: u32,
     },

@@ -6,7 +6,8 @@
 //! count, fetch it again to use it) and against usercap's `Captured` SUM.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use usercap::NtStatus;
 use usercap::zerocopy::{FromBytes, IntoBytes};
@@ -15,11 +16,30 @@ use usercap_protocol::{Config, IOCTL_SUM, MAX_SUM_VALUES, SumReply, SumRequest, 
 use crate::ops::{Client, OpError};
 use crate::transport::{Call, Pages, Transport};
 
+/// When a side of the race has been run long enough to mean something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaceGoal {
+    /// Rounds during which the flipping thread wrote: a round that no flip
+    /// overlapped tested nothing, however many of them ran.
+    pub raced: u32,
+    /// Keep going until one round read past its validated bound (the naive
+    /// handler: its window is a few nanoseconds wide).
+    pub until_past_bound: bool,
+    /// Stop here whatever was shown; the tally then says the goal was missed.
+    pub deadline: Duration,
+}
+
+/// How long the demo races each handler at most. A quiet machine needs well
+/// under a second; a loaded one, or Wine, can need many.
+pub const RACE_DEADLINE: Duration = Duration::from_secs(30);
+
 /// What one side of the race saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RaceTally {
     /// Rounds completed.
     pub rounds: u32,
+    /// Rounds during which the flipping thread wrote the count.
+    pub raced: u32,
     /// Rounds accepted with the count the handler validated (4).
     pub consistent: u32,
     /// Rounds refused cleanly (the count was over the limit when captured).
@@ -27,14 +47,34 @@ pub struct RaceTally {
     /// Rounds where the handler acted on a count other than the one it
     /// validated: it read past its validated bound.
     pub past_bound: u32,
+    /// Whether the [`RaceGoal`] was met before its deadline: enough raced
+    /// rounds, both the accepted and the refused outcome seen (a handler
+    /// that only ever saw one count was not raced), and a read past the
+    /// bound if the goal asked for one.
+    pub shown: bool,
+}
+
+impl RaceTally {
+    fn met(&self, goal: &RaceGoal) -> bool {
+        self.raced >= goal.raced
+            && self.consistent > 0
+            && self.refused > 0
+            && (!goal.until_past_bound || self.past_bound > 0)
+    }
 }
 
 /// Races a thread flipping the SUM count between 4 and one over the limit
-/// against `rounds` SUM requests.
+/// against SUM requests, until `goal` is met or its deadline passes.
+///
+/// A round counts as *raced* when the flipping thread's write counter moved
+/// while the call ran (it counts before and after each write, as the attack
+/// suite's race rows do). Without that count a fast transport can finish
+/// every round before the other thread is even scheduled, and "0 rounds
+/// read past the bound" would prove nothing.
 ///
 /// # Errors
 /// If memory cannot be set up or the transport fails.
-pub fn race_sum(transport: &dyn Transport, rounds: u32) -> Result<RaceTally, String> {
+pub fn race_sum(transport: &dyn Transport, goal: &RaceGoal) -> Result<RaceTally, String> {
     // Header, then room for every value a bad count could reach, all mapped,
     // so that a handler reading too far returns rather than faults.
     let values_len = (usize::try_from(MAX_SUM_VALUES).unwrap_or(0) + 2) * 4;
@@ -63,39 +103,51 @@ pub fn race_sum(transport: &dyn Transport, rounds: u32) -> Result<RaceTally, Str
         output_len: 16,
     };
     let stop = AtomicBool::new(false);
+    let writes = AtomicU64::new(0);
     let mut tally = RaceTally::default();
+    let started = Instant::now();
     std::thread::scope(|scope| {
         scope.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
-                let _ = pages.write(0, &(MAX_SUM_VALUES + 1).to_le_bytes());
-                let _ = pages.write(0, &4u64.to_le_bytes());
+                for count in [MAX_SUM_VALUES + 1, 4] {
+                    writes.fetch_add(1, Ordering::SeqCst);
+                    let _ = pages.write(0, &count.to_le_bytes());
+                    writes.fetch_add(1, Ordering::SeqCst);
+                }
             }
         });
         let result = (|| -> Result<(), String> {
-            for _ in 0..rounds {
+            while !tally.met(goal) && started.elapsed() < goal.deadline {
+                let before = writes.load(Ordering::SeqCst);
                 let outcome = transport.call(&call).map_err(|e| e.to_string())?;
-                tally.rounds += 1;
-                match outcome.status {
+                let after = writes.load(Ordering::SeqCst);
+                tally.rounds = tally.rounds.saturating_add(1);
+                if after != before {
+                    tally.raced = tally.raced.saturating_add(1);
+                }
+                let seen = match outcome.status {
                     NtStatus::STATUS_SUCCESS => {
                         let bytes = out.read(0, 16).map_err(|e| e.to_string())?;
                         let reply = SumReply::read_from_bytes(&bytes).map_err(|_| "short reply")?;
                         if reply.count == 4 && reply.sum == 10 {
-                            tally.consistent += 1;
+                            &mut tally.consistent
                         } else {
-                            tally.past_bound += 1;
+                            &mut tally.past_bound
                         }
                     }
                     NtStatus::STATUS_INVALID_BUFFER_SIZE | NtStatus::STATUS_INVALID_PARAMETER => {
-                        tally.refused += 1;
+                        &mut tally.refused
                     }
-                    _ => tally.past_bound += 1,
-                }
+                    _ => &mut tally.past_bound,
+                };
+                *seen = seen.saturating_add(1);
             }
             Ok(())
         })();
         stop.store(true, Ordering::Relaxed);
         result
     })?;
+    tally.shown = tally.met(goal);
     Ok(tally)
 }
 
@@ -290,6 +342,18 @@ fn overflowing_sum(client: &Client<'_>) -> Result<(), OpError> {
 
 /// Runs the tour on `out`, errors on `err`; returns the exit code.
 pub fn run(transport: &dyn Transport, rounds: u32, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    run_with_deadline(transport, rounds, RACE_DEADLINE, out, err)
+}
+
+/// [`run`], with the race's deadline chosen by the caller (the tests show
+/// what a race that was not shown prints).
+pub fn run_with_deadline(
+    transport: &dyn Transport,
+    rounds: u32,
+    deadline: Duration,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
     line(
         out,
         &format!("usercap demo on the {} device\n", transport.name()),
@@ -310,51 +374,117 @@ pub fn run(transport: &dyn Transport, rounds: u32, out: &mut dyn Write, err: &mu
         };
     }
     hostile(&client, out);
+    double_fetch(transport, rounds, deadline, out, err)
+}
+
+/// Part 3: the naive and the usercap SUM raced the same way; the exit code.
+fn double_fetch(
+    transport: &dyn Transport,
+    rounds: u32,
+    deadline: Duration,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let rounds = rounds.max(1);
     line(
         out,
         &format!(
-            "\n3. The double fetch, side by side\n   A second thread flips the SUM count between 4 and {} while {rounds} SUM requests run.",
+            "\n3. The double fetch, side by side\n   A second thread flips the SUM count between 4 and {}. Each handler gets SUM\n   requests until {rounds} of them overlapped a write of the count (raced rounds) and\n   it has both accepted and refused a count.",
             MAX_SUM_VALUES + 1
         ),
     );
-    let captured = match race_sum(transport, rounds) {
+    let naive = naive_race(&RaceGoal {
+        raced: rounds,
+        until_past_bound: true,
+        deadline,
+    });
+    match &naive {
+        Some(Ok(t)) => {
+            line(
+                out,
+                &side(
+                    "naive handler (probe, read count, validate, read count again):",
+                    t,
+                ),
+            );
+            if t.past_bound == 0 {
+                line(
+                    out,
+                    &format!(
+                        "   (its window, between two reads of the count, was not hit within {}s this time)",
+                        deadline.as_secs()
+                    ),
+                );
+            }
+        }
+        Some(Err(e)) => line(out, &format!("   naive handler: error: {e}")),
+        None => {}
+    }
+    let captured = match race_sum(
+        transport,
+        &RaceGoal {
+            raced: rounds,
+            until_past_bound: false,
+            deadline,
+        },
+    ) {
         Ok(t) => t,
         Err(e) => {
             line(err, &format!("error: {e}"));
             return 3;
         }
     };
-    let naive = naive_race(rounds);
-    if let Some(naive) = &naive {
-        match naive {
-            Ok(t) => line(
-                out,
-                &format!(
-                    "   naive handler (probe, read count, validate, read count again): {:>6} of {} rounds read past the validated bound",
-                    t.past_bound, t.rounds
-                ),
-            ),
-            Err(e) => line(out, &format!("   naive handler: error: {e}")),
-        }
-    }
+    line(
+        out,
+        &side(
+            "usercap Captured handler (capture once, validate the copy):   ",
+            &captured,
+        ),
+    );
     line(
         out,
         &format!(
-            "   usercap Captured handler (capture once, validate the copy):    {:>6} of {} rounds read past the validated bound\n   ({} rounds accepted with count 4, {} refused because the count captured was over the limit)",
-            captured.past_bound, captured.rounds, captured.consistent, captured.refused
+            "   ({} rounds accepted with count 4, {} refused because the count captured was over the limit)",
+            captured.consistent, captured.refused
         ),
     );
     if naive.is_none() {
         line(
             out,
-            "   (the naive handler exists only in the simulated device; run the demo on Linux to see it fail)",
+            "   (the naive handler exists only in the simulated device, which runs on Linux and Windows x64)",
         );
     }
+    let code = if captured.past_bound != 0 {
+        1
+    } else if !captured.shown {
+        line(
+            err,
+            &format!(
+                "error: the race was not shown within {}s: {} of {} rounds raced, {} accepted, {} refused; the result above proves nothing",
+                deadline.as_secs(),
+                captured.raced,
+                captured.rounds,
+                captured.consistent,
+                captured.refused
+            ),
+        );
+        1
+    } else {
+        0
+    };
     line(
         out,
         "\nNext: `usercap attack` runs the whole hostile-input and race suite.",
     );
-    u8::from(captured.past_bound != 0)
+    code
+}
+
+/// One handler's line of part 3.
+fn side(label: &str, t: &RaceTally) -> String {
+    format!(
+        "   {label} {:>6} of {} rounds read past the validated bound ({} raced a flip)",
+        t.past_bound, t.rounds, t.raced
+    )
 }
 
 #[cfg(any(unix, all(windows, target_arch = "x86_64")))]
@@ -362,12 +492,12 @@ pub fn run(transport: &dyn Transport, rounds: u32, out: &mut dyn Write, err: &mu
     clippy::unnecessary_wraps,
     reason = "None on platforms without the simulated device"
 )]
-fn naive_race(rounds: u32) -> Option<Result<RaceTally, String>> {
+fn naive_race(goal: &RaceGoal) -> Option<Result<RaceTally, String>> {
     let naive = crate::sim::SimTransport::with_driver(crate::sim::WithNaiveSum::default());
-    Some(race_sum(&naive, rounds))
+    Some(race_sum(&naive, goal))
 }
 
 #[cfg(not(any(unix, all(windows, target_arch = "x86_64"))))]
-fn naive_race(_: u32) -> Option<Result<RaceTally, String>> {
+fn naive_race(_: &RaceGoal) -> Option<Result<RaceTally, String>> {
     None
 }

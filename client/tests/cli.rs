@@ -331,14 +331,70 @@ fn the_attack_suite_fails_against_a_double_fetching_sum() {
     assert!(others.iter().all(|r| r.passed));
 }
 
+/// The numbers in a line of the demo's part 3, in order.
+fn numbers(line: &str) -> Vec<u64> {
+    line.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// The one line of the demo's output that contains `text`.
+fn demo_line<'a>(out: &'a str, text: &str) -> &'a str {
+    let mut found = out.lines().filter(|l| l.contains(text));
+    let line = found
+        .next()
+        .unwrap_or_else(|| panic!("no line with {text:?} in {out}"));
+    assert!(found.next().is_none(), "two lines with {text:?} in {out}");
+    line
+}
+
 #[test]
-fn the_demo_finishes_and_shows_zero_for_captured() {
+fn the_demo_shows_the_race_it_reports_on_both_handlers() {
     let (code, out) = run_args(&["demo", "--rounds", "2000"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("usercap Captured handler"), "{out}");
-    let captured = out
-        .lines()
-        .find(|l| l.contains("usercap Captured handler"))
-        .unwrap();
-    assert!(captured.contains(" 0 of 2000"), "{captured}");
+    // "usercap Captured handler (...): 0 of R rounds read past the
+    // validated bound (N raced a flip)": nothing past the bound, and at
+    // least the 2,000 raced rounds asked for.
+    let captured = numbers(demo_line(&out, "usercap Captured handler"));
+    let [past, rounds, raced] = captured[..] else {
+        panic!("{captured:?}");
+    };
+    assert_eq!(past, 0, "{out}");
+    assert!(raced >= 2000 && rounds >= raced, "{out}");
+    // Both counts were captured: the flips reached the handler.
+    let outcomes = numbers(demo_line(&out, "rounds accepted with count 4"));
+    let [accepted, _, refused] = outcomes[..] else {
+        panic!("{outcomes:?}");
+    };
+    assert!(accepted > 0 && refused > 0, "{out}");
+    assert_eq!(accepted + refused, rounds, "{out}");
+    // The naive handler, raced the same way, was caught reading past the
+    // bound it validated.
+    let naive = numbers(demo_line(&out, "naive handler"));
+    let [past, rounds, raced] = naive[..] else {
+        panic!("{naive:?}");
+    };
+    assert!(past > 0 && raced >= 2000 && rounds >= raced, "{out}");
+}
+
+#[test]
+fn a_demo_race_that_was_not_shown_fails_instead_of_passing() {
+    // With no time to race, no round overlaps a flip: "0 of 0 read past the
+    // bound" must not read as the handler holding.
+    let transport = SimTransport::new();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = usercap_client::demo::run_with_deadline(
+        &transport,
+        2000,
+        Duration::ZERO,
+        &mut out,
+        &mut err,
+    );
+    let (out, err) = (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("the race was not shown"), "{err}");
+    assert!(out.contains("was not hit"), "{out}");
 }

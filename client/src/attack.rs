@@ -29,7 +29,7 @@ use usercap_protocol::{
     SumRequest, WireUnicodeString, checksum, ctl_code,
 };
 
-use crate::ops::Client;
+use crate::ops::{Client, OpError};
 use crate::transport::{Access, Call, KernelMemory, Outcome, Pages, Transport};
 
 /// How to run the suite.
@@ -475,7 +475,12 @@ pub const INCONCLUSIVE: &str = "inconclusive: ";
 ///   sees every snapshot the writer produces, so a row that only ever sees
 ///   one outcome tested nothing);
 /// - after [`Options::race_deadline`] without that, it fails as
-///   inconclusive.
+///   inconclusive;
+/// - under `--fault-injection`, a call that fails with
+///   `STATUS_INSUFFICIENT_RESOURCES` is counted apart ("out of resources"):
+///   it is neither an outcome nor a raced call, and it is not judged. Every
+///   race row's request is one the device may have to refuse for want of
+///   pool (the capture's copy, the framework's MDL) whatever its contents.
 struct Race<'a> {
     /// Each outcome the row allows, in words; `check` returns an index.
     outcomes: &'a [&'a str],
@@ -499,7 +504,7 @@ impl Race<'_> {
         let pages = &lab.pages;
         let wanted = u64::from(options.iterations.max(1));
         let mut seen = vec![0u64; self.outcomes.len()];
-        let (mut calls, mut raced) = (0u64, 0u64);
+        let (mut calls, mut raced, mut injected) = (0u64, 0u64, 0u64);
         let started = Instant::now();
         let result = std::thread::scope(|scope| {
             let writer = scope.spawn(|| {
@@ -526,6 +531,12 @@ impl Race<'_> {
                 let sent = lab.call(&this);
                 let after = writes_done.load(Ordering::SeqCst);
                 calls += 1;
+                if options.fault_injection
+                    && matches!(&sent, Ok((o, _)) if o.status == NtStatus::STATUS_INSUFFICIENT_RESOURCES)
+                {
+                    injected += 1;
+                    continue;
+                }
                 raced += u64::from(after != before);
                 match sent.and_then(|(outcome, out)| check(lab, outcome, &out)) {
                     Ok(i) => match seen.get_mut(i) {
@@ -547,7 +558,13 @@ impl Race<'_> {
             .map(|(what, n)| format!("{n} {what}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let summary = format!("{raced} of {calls} calls raced ({tally}), {writes} writes");
+        let injected = if options.fault_injection {
+            format!(", {injected} out of resources")
+        } else {
+            String::new()
+        };
+        let summary =
+            format!("{raced} of {calls} calls raced ({tally}), {writes} writes{injected}");
         match result {
             Ok(()) => Ok(summary),
             Err(Some(failure)) => Err(format!("{failure} (after {summary})")),
@@ -556,6 +573,28 @@ impl Race<'_> {
                  and every outcome, got {summary}",
                 options.race_deadline
             )),
+        }
+    }
+}
+
+/// How many times a follow-up call is retried under fault injection.
+const FOLLOW_UP_TRIES: u32 = 1000;
+
+/// A call a race row makes to judge an outcome (GET_NAME, STATS). Under
+/// `--fault-injection` it may run out of resources like any request; it is
+/// then sent again, a bounded number of times. Without the option, or with
+/// any other error, the first answer stands.
+fn follow_up<T>(
+    options: &Options,
+    mut call: impl FnMut() -> Result<T, OpError>,
+) -> Result<T, String> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match call() {
+            Err(OpError::Status(NtStatus::STATUS_INSUFFICIENT_RESOURCES))
+                if options.fault_injection && tries < FOLLOW_UP_TRIES => {}
+            result => return result.map_err(|e| e.to_string()),
         }
     }
 }
@@ -653,7 +692,7 @@ fn race_unicode_length(lab: &Lab<'_>, options: &Options) -> Result<String, Strin
         |_, _| Ok(call),
         |_, o, _| match o.status {
             NtStatus::STATUS_SUCCESS => {
-                let name = client.get_name().map_err(|e| e.to_string())?;
+                let name = follow_up(options, || client.get_name())?;
                 if name == "AAAA" {
                     Ok(0)
                 } else {
@@ -680,7 +719,7 @@ fn race_config_tail(lab: &Lab<'_>, options: &Options) -> Result<String, String> 
         reserved_v3: 0,
     };
     let call = configure(lab, sent(0).as_bytes(), 16)?;
-    let mut level = client.stats().map_err(|e| e.to_string())?.level;
+    let mut level = follow_up(options, || client.stats())?.level;
     let head = Cell::new(sent(0));
     let race = Race {
         outcomes: &[
@@ -719,7 +758,7 @@ fn race_config_tail(lab: &Lab<'_>, options: &Options) -> Result<String, String> 
                 }
             }
             NtStatus::STATUS_NOT_SUPPORTED => {
-                let now = client.stats().map_err(|e| e.to_string())?.level;
+                let now = follow_up(options, || client.stats())?.level;
                 if now == level {
                     Ok(1)
                 } else {

@@ -153,7 +153,8 @@ pub enum Command {
         list: bool,
         /// The device runs under fault injection (Driver Verifier's low
         /// resources simulation): valid requests may also fail with
-        /// STATUS_INSUFFICIENT_RESOURCES.
+        /// STATUS_INSUFFICIENT_RESOURCES, and race rows count such calls
+        /// apart.
         #[arg(long)]
         fault_injection: bool,
     },

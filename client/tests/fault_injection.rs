@@ -100,3 +100,78 @@ fn the_option_parses() {
         }
     ));
 }
+
+/// The simulated device behind a pool that fails every third request: the
+/// request completes with STATUS_INSUFFICIENT_RESOURCES before the device
+/// sees it, as KMDF completes an IRP whose WDFREQUEST it could not create.
+#[cfg(any(unix, all(windows, target_arch = "x86_64")))]
+struct EveryThirdOutOfPool {
+    device: usercap_client::sim::SimTransport,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(any(unix, all(windows, target_arch = "x86_64")))]
+impl Transport for EveryThirdOutOfPool {
+    fn name(&self) -> &'static str {
+        "sim, every third request out of pool"
+    }
+
+    fn call(&self, call: &Call) -> Result<Outcome, Error> {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % 3 == 2 {
+            OutOfPool.call(call)
+        } else {
+            self.device.call(call)
+        }
+    }
+}
+
+#[cfg(any(unix, all(windows, target_arch = "x86_64")))]
+#[test]
+fn race_rows_count_injected_failures_apart_only_under_fault_injection() {
+    let device = EveryThirdOutOfPool {
+        device: usercap_client::sim::SimTransport::new(),
+        calls: std::sync::atomic::AtomicU64::new(0),
+    };
+    let race = |fault_injection| {
+        run_suite(
+            &device,
+            &Options {
+                filter: Some("race-".into()),
+                iterations: 200,
+                fault_injection,
+                ..Options::default()
+            },
+        )
+    };
+    let strict = race(false);
+    assert_eq!(strict.len(), 5, "five race rows");
+    for row in &strict {
+        assert!(!row.passed, "{}: {}", row.name, row.detail);
+        assert!(
+            row.detail.contains("STATUS_INSUFFICIENT_RESOURCES"),
+            "{}: {}",
+            row.name,
+            row.detail
+        );
+    }
+    // The rows that judge an outcome with a follow-up call (GET_NAME,
+    // STATS) retry it, and every row still needs its raced calls and both
+    // outcomes: the injected failures are counted, never judged.
+    for row in race(true) {
+        assert!(row.passed, "{}: {}", row.name, row.detail);
+        let injected = row
+            .detail
+            .rsplit_once(", ")
+            .and_then(|(_, tail)| tail.strip_suffix(" out of resources"))
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(
+            injected.is_some_and(|n| n > 0),
+            "{}: {}",
+            row.name,
+            row.detail
+        );
+    }
+}

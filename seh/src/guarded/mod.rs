@@ -85,7 +85,7 @@
 //! overlapping loads and stores (the first and last 4, 8, 16, 32 or 48
 //! bytes, through `rax`/`rdx` or the volatile `xmm0` to `xmm5`; `xmm6` to
 //! `xmm15` are nonvolatile on Windows and would have to be saved), longer
-//! ranges in 64-byte blocks (`clear`: 128) and then one last block. Within
+//! ranges in 96-byte blocks (`clear`: 128) and then one last block. Within
 //! a block every load comes before every store and the cursors do not move,
 //! so a fault in a block resumes in a byte loop at the block's start, which
 //! faults again on the exact first bad byte, whose target returns

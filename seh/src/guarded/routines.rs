@@ -26,7 +26,7 @@
 //! - `rcx` = bytes left in the fast paths only: a target recomputes it from
 //!   `rbx` and the cursor.
 //!
-//! The size split (block classes, a 64- or 128-byte loop, a byte loop) and
+//! The size split (block classes, a 96- or 128-byte loop, a byte loop) and
 //! the exactness argument are in the [module docs](super).
 
 /// The routines' shape, checked against the unwind data by the tests: the
@@ -37,7 +37,7 @@ pub(crate) const SCOPES_PER_ROUTINE: u32 = 8;
 /// differently (module docs, "Guard pages").
 pub(crate) const GUARD_PAGE: u32 = 0x8000_0001;
 
-/// Above this many bytes `copy_from`/`copy_to` copy 64-byte blocks in a
+/// Above this many bytes `copy_from`/`copy_to` copy 96-byte blocks in a
 /// loop before the last block; `clear` stores 128-byte blocks above 128.
 const COPY_LOOP_ABOVE: usize = 96;
 

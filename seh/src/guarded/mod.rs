@@ -536,6 +536,11 @@ pub fn copy_from_to_pool(src: usize, len: usize) -> Result<Vec<PoolBlock>, Captu
         v.into_boxed_slice()
     };
     let base = storage.as_mut_ptr();
+    // A kernel-mode space applies no probe, so nothing else keeps `src`
+    // off the block just allocated (as `read_value` checks too).
+    if range_ok(src, len) && overlaps(src, len, base.addr(), blocks * 16) {
+        return Err(CaptureError::AccessViolation);
+    }
     if let Some(last) = storage.last_mut() {
         // The bytes past `len` must be initialised; the copy overwrites
         // the rest of this block.
@@ -543,10 +548,9 @@ pub fn copy_from_to_pool(src: usize, len: usize) -> Result<Vec<PoolBlock>, Captu
     }
     // SAFETY: `base` points at `blocks * 16 >= len` bytes owned by
     // `storage`, valid for writes, not aliased by any reference during the
-    // call (the `last_mut` borrow has ended), and a fresh heap allocation
-    // cannot overlap the untrusted `src` range the caller names unless
-    // that range covers our own heap, which the probe rules exclude; the
-    // routine never reads `dst`.
+    // call (the `last_mut` borrow has ended), and not overlapping the
+    // untrusted `src` range (checked above); the routine never reads
+    // `dst`.
     let outcome = unsafe { copy_from_raw(base.cast(), len, src) };
     outcome.result()?;
     // SAFETY: every block is initialised: bytes `[0, len)` by the copy

@@ -12,7 +12,9 @@
 //! - `io`: `EvtIoInCallerContext`, which shapes each DEVICE_CONTROL request
 //!   for `Device::dispatch` and completes it;
 //! - `space`: `KmdfSpace`, the `AddressSpace` of a request; its user-mode
-//!   accesses go through `space::probe_and_lock`
+//!   accesses go through `space::seh` (`usercap-seh`'s `SehSpace`: the
+//!   probe rules, the address mask, one SEH-guarded copy), or with the
+//!   `probe-and-lock` feature through `space::probe_and_lock`
 //!   (`WdfRequestProbeAndLockUserBufferForRead/ForWrite`);
 //! - `lock`: `WaitLock`, a `lock_api::RawMutex` over a `WDFWAITLOCK`;
 //! - `context`: the WDFDEVICE context that holds the `Device`;

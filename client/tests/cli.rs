@@ -177,6 +177,49 @@ fn commands_run_on_the_simulated_device() {
     );
 }
 
+/// Every IOCTL command, once, succeeds on the simulated device, in text
+/// and in JSON (on Linux over `HostSpace`, on Windows and under Wine over
+/// `SehSpace`). Each command line is its own device, so GET_NAME finds no
+/// name.
+#[test]
+fn every_ioctl_command_succeeds_on_the_simulated_device() {
+    let segment = std::env::temp_dir().join(format!("usercap-cli-{}.txt", std::process::id()));
+    std::fs::write(&segment, b"segment!").unwrap();
+    let segment = segment.to_str().unwrap().to_owned();
+    let commands: [(&[&str], &str); 8] = [
+        (&["echo", "hello"], "hello"),
+        (&["sum", "1", "2", "3"], "sum = 6 (3 values)"),
+        (
+            &["message", "--kind", "2", "7", "8"],
+            "kind 2: 2 items, sum 15",
+        ),
+        (&["name", "set", "abc"], "abc"),
+        (&["name", "get"], "no name set"),
+        (&["config", "--version", "1", "--level", "3"], "level 3"),
+        (&["batch", &segment], "8 bytes"),
+        (&["stats"], "echo"),
+    ];
+    for (args, shows) in commands {
+        let (code, out) = run_args(args);
+        assert_eq!(code, 0, "{args:?}: {out}");
+        assert!(out.contains(shows), "{args:?}: {out}");
+        let json: Vec<&str> = std::iter::once("--json")
+            .chain(args.iter().copied())
+            .collect();
+        let (code, out) = run_args(&json);
+        assert_eq!(code, 0, "{json:?}: {out}");
+        let value: serde_json::Value =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{json:?}: {e}: {out}"));
+        assert_eq!(value["ok"], true, "{json:?}: {out}");
+    }
+    std::fs::remove_file(&segment).unwrap();
+    let (code, out) = run_args(&["bench", "--millis", "1"]);
+    assert_eq!(code, 0, "{out}");
+    for ioctl in ["ECHO", "SUM", "BATCH"] {
+        assert!(out.contains(ioctl), "bench: {out}");
+    }
+}
+
 #[test]
 fn errors_go_to_standard_error_in_text_and_json() {
     // A device error status: exit 1, nothing on standard output.
